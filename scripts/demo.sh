@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# The demo command: installs missing packages (apt-get), builds in Release, starts the stack on
+# an embedded default and prints examples to paste. Ctrl-C stops everything it started.
+#
+#   tfs-sim --device cpu  on 127.0.0.1:${TFGATE_DEMO_CPU_PORT:-8600}  (half_plus_two, half_plus_three)
+#   tfs-sim --device gpu  on 127.0.0.1:${TFGATE_DEMO_GPU_PORT:-8601}  (batching, limited concurrency)
+#
+# The gateway (tfgate) is not built yet; until it lands, the examples call tfs-sim directly.
+#   scripts/demo.sh --smoke   start, run every printed example, stop (used by the test suite)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+smoke=0
+[ "${1:-}" = "--smoke" ] && smoke=1
+
+scripts/install-deps.sh
+build=${TFGATE_DEMO_BUILD:-build-release}
+if [ -z "${TFGATE_DEMO_PREBUILT:-}" ]; then  # the test suite runs the demo on its own build
+  cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DTG_BUILD_TESTS=ON >/dev/null
+  cmake --build "$build" -j"$(nproc)" --target tfs-sim pyproto >/dev/null
+fi
+
+run=$(mktemp -d /tmp/tfgate-demo.XXXXXX)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  rm -rf "$run"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# start NAME ARGS...: starts a server in the background, waits for its "listening on" line
+# and sets $port to the port it bound (not in a subshell: $pids must keep the PID)
+start() {
+  local name=$1; shift
+  "$@" >"$run/$name.out" 2>"$run/$name.err" &
+  pids+=($!)
+  for _ in $(seq 200); do
+    port=$(sed -n 's/.*listening on [^ ]*:\([0-9]*\).*/\1/p' "$run/$name.out" 2>/dev/null | head -1)
+    [ -n "$port" ] && return 0
+    sleep 0.05
+  done
+  echo "demo: $name did not start:" >&2
+  cat "$run/$name.err" >&2
+  return 1
+}
+
+start cpu "$build/tfs-sim" --port "${TFGATE_DEMO_CPU_PORT:-8600}" --device cpu
+cpu=$port
+start gpu "$build/tfs-sim" --port "${TFGATE_DEMO_GPU_PORT:-8601}" --device gpu
+gpu=$port
+py=/usr/bin/python3
+export TG_PY_DIR=$PWD/$build/py
+"$py" examples/grpc_predict.py --frame "$run/predict.grpc" half_plus_two 1 2 5
+
+examples=(
+  "$py examples/grpc_predict.py --target 127.0.0.1:$cpu half_plus_two 1 2 5"
+  "$py examples/grpc_predict.py --target 127.0.0.1:$gpu --label stable half_plus_two 1 2 5"
+  "$py examples/grpc_predict.py --target 127.0.0.1:$cpu half_plus_three 1 2 5"
+  "curl -sS --http2-prior-knowledge -H 'content-type: application/grpc' -H 'te: trailers' --data-binary @$run/predict.grpc -o /dev/null -D - http://127.0.0.1:$cpu/tensorflow.serving.PredictionService/Predict"
+  "h2load -n 2000 -c 4 -m 16 -d $run/predict.grpc -H 'content-type: application/grpc' -H 'te: trailers' http://127.0.0.1:$gpu/tensorflow.serving.PredictionService/Predict"
+)
+
+cat <<MSG
+
+tfgate demo is running (TG_PY_DIR=$TG_PY_DIR):
+  tfs-sim cpu  127.0.0.1:$cpu   (pid ${pids[0]})
+  tfs-sim gpu  127.0.0.1:$gpu   (pid ${pids[1]})
+
+gRPC examples (TF Serving's PredictionService; half_plus_two: x=[1,2,5] -> y=[2.5,3,4.5]):
+MSG
+for e in "${examples[@]}"; do echo "  TG_PY_DIR=$TG_PY_DIR $e"; done
+echo
+echo "REST examples (curl against TF Serving's REST API) arrive with the gateway."
+
+if [ $smoke -eq 1 ]; then
+  for e in "${examples[@]}"; do
+    echo "--- $e"
+    bash -c "$e"
+  done
+  echo "demo smoke: all examples ran"
+  exit 0
+fi
+echo "Ctrl-C to stop."
+wait "${pids[@]}"
