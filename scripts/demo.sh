@@ -50,7 +50,7 @@ cpu=$port
 start gpu "$build/tfs-sim" --port "${TFGATE_DEMO_GPU_PORT:-8601}" --device gpu
 gpu=$port
 py=/usr/bin/python3
-export TG_PY_DIR=$PWD/$build/py
+export TG_PY_DIR=$(cd "$build" && pwd)/py
 "$py" examples/grpc_predict.py --frame "$run/predict.grpc" half_plus_two 1 2 5
 
 examples=(

@@ -4,6 +4,7 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -230,6 +231,12 @@ int main(int argc, char **argv)
             return 1;
         }
     }
+
+    /* Large tensors: glibc would mmap and munmap every buffer over its mmap threshold, and the
+     * kernel's page faults and zeroing then cost 80% of a 600 KB Predict (bench/README.md).
+     * Keep freed memory in the heap instead; a test backend can afford the retention. */
+    mallopt(M_MMAP_THRESHOLD, 256 << 20);
+    mallopt(M_TRIM_THRESHOLD, 512 << 20);
 
     /* Block the stop signals before gRPC starts its threads, so only sigwait() sees them. */
     sigemptyset(&sigs);

@@ -43,8 +43,11 @@ enum tag_kind {
 };
 
 struct sim_call {
-    enum tag_kind kind;
-    int method; /* enum sim_method or extra_method; -1 = unknown method */
+    /* Written before the call is handed to gRPC, read by whichever queue thread gets the
+     * event: release/acquire makes that hand-off visible to the memory model (and to TSan,
+     * which cannot see gRPC's own synchronisation in Debian's uninstrumented build). */
+    _Atomic int kind; /* enum tag_kind */
+    int method;       /* enum sim_method or extra_method; -1 = unknown method */
     struct sim_server *srv;
     grpc_call *call;
     gpr_timespec deadline;
@@ -125,13 +128,17 @@ static void send_answer(struct sim_call *c)
     n++;
     if (c->res.status.code != GRPC_STATUS_OK)
         atomic_fetch_add(&c->srv->errors, 1);
-    c->kind = TAG_SENT;
-    grpc_call_error e = grpc_call_start_batch(c->call, ops, n, c, NULL);
+    /* Once the batch is started another thread may complete and free |c|: read everything
+     * needed first, then publish. */
+    grpc_call *call = c->call;
+    struct sim_server *srv = c->srv;
+    atomic_store_explicit(&c->kind, TAG_SENT, memory_order_release);
+    grpc_call_error e = grpc_call_start_batch(call, ops, n, c, NULL);
     if (bb)
         grpc_byte_buffer_destroy(bb); /* the batch holds its own reference */
     if (e != GRPC_CALL_OK) {
         fprintf(stderr, "tfs-sim: start_batch failed (%d)\n", (int)e);
-        atomic_fetch_sub(&c->srv->inflight, 1);
+        atomic_fetch_sub(&srv->inflight, 1);
         free_call(c);
     }
 }
@@ -328,11 +335,11 @@ static void post_slot(struct sim_server *srv, int method)
     if (atomic_load(&srv->shutting_down))
         return;
     c = sim_xcalloc(1, sizeof(*c));
-    c->kind = TAG_NEW;
     c->method = method;
     c->srv = srv;
     c->details_slice = grpc_empty_slice();
     grpc_metadata_array_init(&c->md);
+    atomic_store_explicit(&c->kind, TAG_NEW, memory_order_release);
     if (method < 0) {
         grpc_call_details_init(&c->details);
         e = grpc_server_request_call(srv->server, &c->call, &c->details, &c->md, srv->cq, srv->cq,
@@ -361,7 +368,7 @@ static void *cq_thread(void *arg)
         if (ev.type != GRPC_OP_COMPLETE)
             continue;
         struct sim_call *c = ev.tag;
-        switch (c->kind) {
+        switch (atomic_load_explicit(&c->kind, memory_order_acquire)) {
         case TAG_SHUTDOWN:
             pthread_mutex_lock(&srv->mu);
             srv->shutdown_done = 1;
@@ -398,7 +405,7 @@ struct sim_server *sim_server_start(struct sim_registry *reg, const struct sim_s
     srv->cfg = *cfg;
     pthread_mutex_init(&srv->mu, NULL);
     pthread_cond_init(&srv->cv, NULL);
-    srv->shutdown_tag.kind = TAG_SHUTDOWN;
+    atomic_init(&srv->shutdown_tag.kind, TAG_SHUTDOWN);
 
     if (cfg->record_path != NULL) {
         srv->record = fopen(cfg->record_path, "a");
