@@ -13,6 +13,8 @@ scripts/install-deps.sh
 jobs=$(nproc)
 ctest_args=("$@")
 status=0
+passed=0
+failed=0
 
 scripts/format-check.sh || status=1
 
@@ -20,10 +22,24 @@ suite() {
   local dir=$1; shift
   echo "=== $dir: configure and build"
   # explicit checks: errexit does not apply inside a function called as `suite ... || x`
-  cmake -S . -B "$dir" -DTG_WERROR=ON "$@" >/dev/null || return 1
-  cmake --build "$dir" -j"$jobs" || return 1
+  if ! cmake -S . -B "$dir" -DTG_WERROR=ON "$@" >/dev/null || ! cmake --build "$dir" -j"$jobs"; then
+    failed=$((failed + 1))  # a build that fails counts as one failure
+    return 1
+  fi
   echo "=== $dir: test"
-  (cd "$dir" && ctest --output-on-failure --timeout 900 -j"$jobs" "${ctest_args[@]}") || return 1
+  local rc=0
+  (cd "$dir" && ctest --output-on-failure --timeout 900 -j"$jobs" "${ctest_args[@]}") | tee "$dir/ctest.log" || rc=1
+  local line
+  line=$(grep -Eo '[0-9]+ tests failed out of [0-9]+' "$dir/ctest.log" | tail -1)
+  if [ -n "$line" ]; then
+    local f t
+    read -r f _ _ _ _ t <<<"$line"
+    failed=$((failed + f))
+    passed=$((passed + t - f))
+  else
+    failed=$((failed + 1))  # ctest did not get as far as a summary
+  fi
+  return $rc
 }
 
 suite build -DCMAKE_BUILD_TYPE=RelWithDebInfo || status=1
@@ -34,9 +50,7 @@ export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:strict_string_checks=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 suite build-asan -DCMAKE_BUILD_TYPE=Debug "-DTG_SANITIZE=address;undefined" || status=1
 
-if [ $status -ne 0 ]; then
-  echo "scripts/test.sh: FAILED"
-else
-  echo "scripts/test.sh: all suites passed"
-fi
+[ $status -ne 0 ] && [ $failed -eq 0 ] && failed=1  # e.g. the format check
+echo "scripts/test.sh: both builds, ctest tests:"
+echo "$passed passed, $failed failed"
 exit $status
