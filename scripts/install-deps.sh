@@ -10,7 +10,7 @@ pkgs=(
   # libraries (all found through pkg-config)
   libgrpc-dev libprotobuf-dev protobuf-c-compiler libprotobuf-c-dev
   libnghttp2-dev libssl-dev libjansson-dev libjwt-dev libhttp-parser-dev
-  libhiredis-dev libcurl4-openssl-dev zlib1g-dev libcmocka-dev
+  libhiredis-dev libcurl4-openssl-dev zlib1g-dev libcmocka-dev libuv1-dev
   # test clients and servers (real ones, never mocks)
   nghttp2-client curl redis-server protobuf-compiler protobuf-compiler-grpc
   python3-grpcio python3-protobuf python3-jwt python3-cryptography

@@ -1,0 +1,24 @@
+/*
+ * common.h - the few things every module needs: attributes, container_of, array size, and the
+ * allocators that abort (style: explicit limits protect the process; allocation failure is
+ * an environment problem, so most error paths stay testable).
+ */
+#ifndef TG_COMMON_H
+#define TG_COMMON_H
+
+#include <stddef.h>
+
+#define TG_LIKELY(x) __builtin_expect(!!(x), 1)
+#define TG_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define TG_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+#define tg_container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
+#define TG_PRINTF(f, a) __attribute__((format(printf, f, a)))
+
+/* Allocate or abort; never return NULL. Safe from any thread. */
+void *tg_xmalloc(size_t n);
+void *tg_xcalloc(size_t n, size_t size);
+void *tg_xrealloc(void *p, size_t n);
+char *tg_xstrdup(const char *s);
+char *tg_xstrndup(const char *s, size_t n);
+
+#endif /* TG_COMMON_H */

@@ -1,0 +1,110 @@
+/*
+ * config.h - the gateway's configuration: parsed and validated once (from the command line or
+ * a JSON file) into an immutable snapshot. Streams and pools keep a reference to the snapshot
+ * they started with, so a reload never changes the rules under a request in flight.
+ *
+ * Thread affinity: parse on any thread; a snapshot is read-only and may be shared; ref/unref
+ * are atomic.
+ */
+#ifndef TG_CONFIG_H
+#define TG_CONFIG_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct tg_listen_cfg {
+    char *address;  /* as written: "127.0.0.1:8501", "[::1]:8501" */
+    char *host;     /* "127.0.0.1", "::1" */
+    int port;       /* 0 = any free port */
+    char *tls_cert; /* PEM files; both NULL for cleartext (HTTP/1.1 and h2c) */
+    char *tls_key;
+};
+
+struct tg_pool_cfg {
+    char *name;
+    char *device;                  /* "cpu" or "gpu" */
+    size_t n_targets;
+    char **targets;                /* one replica each: "host:port", "dns:///name:port", "ipv4:..." */
+    uint32_t channels;             /* channels (connections) per replica; default 2 */
+    uint32_t backoff_initial_ms;   /* reconnect backoff; default 200 */
+    uint32_t backoff_max_ms;       /* default 5000 (gRPC's own default is 120 s) */
+    uint32_t keepalive_ms;         /* default 30000; 0 = off */
+    uint32_t keepalive_timeout_ms; /* default 10000 */
+    int tls;                       /* 1 = TLS to the backend */
+    char *tls_ca;                  /* PEM roots; NULL = system roots */
+    char *tls_cert;                /* client certificate (mTLS), or NULL */
+    char *tls_key;
+    char *tls_server_name;         /* expected name in the backend's certificate, or NULL */
+};
+
+struct tg_route_cfg {
+    char *model;          /* exact name or "*" */
+    char *pool;           /* a pool's name */
+    uint32_t timeout_ms;  /* deadline when the client sends none; 0 = limits.default_deadline_ms */
+    uint32_t max_timeout_ms; /* clamp for client deadlines; 0 = limits.max_deadline_ms */
+};
+
+struct tg_limits {
+    uint32_t max_header_bytes;       /* header list, HPACK-decoded (name+value+32 each); 64 KiB */
+    uint32_t max_headers;            /* header fields per request; 100 */
+    uint64_t max_body_bytes;         /* HTTP request body (REST); 64 MiB */
+    uint64_t max_message_bytes;      /* one gRPC message, either direction; 64 MiB */
+    uint32_t max_concurrent_streams; /* HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS; 128 */
+    uint32_t header_timeout_ms;      /* request headers must arrive within; 10 s */
+    uint32_t request_timeout_ms;     /* whole request (headers and body) within; 60 s */
+    uint32_t idle_timeout_ms;        /* connection with no request in flight; 120 s */
+    uint32_t default_deadline_ms;    /* upstream deadline when none given; 30 s */
+    uint32_t max_deadline_ms;        /* clamp for client deadlines; 300 s */
+    uint32_t drain_timeout_ms;       /* SIGTERM: wait this long for requests in flight; 10 s */
+    uint32_t max_connections;        /* per worker; 4096 */
+    uint32_t max_output_bytes;       /* queued output per connection before reading stops; 1 MiB */
+    uint32_t reset_burst;            /* nghttp2 stream reset rate limit (CVE-2023-44487) */
+    uint32_t reset_rate;             /* resets per second after the burst */
+};
+
+struct tg_config {
+    atomic_int refs;
+    size_t n_listens;
+    struct tg_listen_cfg *listens;
+    size_t n_pools;
+    struct tg_pool_cfg *pools;
+    size_t n_routes;
+    struct tg_route_cfg *routes;
+    struct tg_limits limits;
+    uint32_t workers; /* event-loop threads; default: one per core */
+    int log_level;    /* enum tg_log_level */
+    char *source;     /* the file it came from, or "command line" */
+};
+
+enum tg_config_action {
+    TG_CONFIG_RUN = 0,
+    TG_CONFIG_CHECK,   /* --check-config: validate and exit */
+    TG_CONFIG_HELP,    /* --help printed */
+    TG_CONFIG_VERSION, /* --version printed */
+};
+
+/* Parses the command line (and the --config file it names). Returns 0 with a snapshot
+ * (refcount 1) in |*out| and what to do in |*action|, or -1 with a message in |err| naming the
+ * flag, or the file, line, column and key. */
+int tg_config_from_args(int argc, char **argv, struct tg_config **out,
+                        enum tg_config_action *action, char *err, size_t errlen);
+
+/* Parses a JSON configuration text; |origin| names it in messages. Same contract as above. */
+int tg_config_parse_json(const char *text, size_t len, const char *origin,
+                         struct tg_config **out, char *err, size_t errlen);
+
+void tg_config_ref(struct tg_config *c);
+void tg_config_unref(struct tg_config *c);
+
+/* The route for |model|: an exact match, else "*", else NULL. */
+const struct tg_route_cfg *tg_config_route(const struct tg_config *c, const char *model);
+const struct tg_pool_cfg *tg_config_pool(const struct tg_config *c, const char *name);
+
+/* Parses "host:port", "[v6]:port" or ":port" (host "0.0.0.0"). Returns 0, or -1. |host| is
+ * malloc'ed. */
+int tg_config_parse_address(const char *addr, char **host, int *port);
+
+extern const char tg_usage[];
+
+#endif /* TG_CONFIG_H */

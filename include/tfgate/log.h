@@ -1,0 +1,35 @@
+/*
+ * log.h - the gateway's own log: one logfmt line per event on stderr (ts, lvl, mod, msg and
+ * key=value pairs), written with a single write(2) so lines from several threads never
+ * interleave. The level is checked before the arguments are evaluated.
+ *
+ * Never log a token, an Authorization header or a request body.
+ * Thread affinity: any thread.
+ */
+#ifndef TG_LOG_H
+#define TG_LOG_H
+
+#include "tfgate/common.h"
+
+enum tg_log_level {
+    TG_LOG_ERROR = 0,
+    TG_LOG_WARN,
+    TG_LOG_INFO,
+    TG_LOG_DEBUG,
+};
+
+extern int tg_log_level; /* enum tg_log_level; default TG_LOG_INFO */
+
+#define tg_log(level, mod, ...)                                                                    \
+    do {                                                                                           \
+        if ((int)(level) <= tg_log_level)                                                          \
+            tg_log__emit((level), (mod), __VA_ARGS__);                                             \
+    } while (0)
+
+/* "error", "warn", "info", "debug" -> level; -1 when unknown. */
+int tg_log_level_from_name(const char *name);
+void tg_log__emit(int level, const char *mod, const char *fmt, ...) TG_PRINTF(3, 4);
+/* Routes gRPC core's own log lines through tg_log (call once, before grpc_init). */
+void tg_log_capture_grpc(void);
+
+#endif /* TG_LOG_H */

@@ -1,0 +1,133 @@
+/*
+ * stream.h - one request/response exchange: an HTTP/2 stream or one HTTP/1.1 request. The
+ * protocol (http1.c, http2.c) fills in the request and reads the response; handlers (grpc
+ * passthrough, REST) see only this, never nghttp2 or the HTTP/1.1 parser, so each is written
+ * once for every protocol.
+ *
+ * Ownership: a stream owns its arena; everything request-scoped lives there. It has two
+ * possible owners, counted in |refs|: the connection (until the client side is finished or
+ * gone) and a handler's upstream call (until its completion is delivered). When the client
+ * goes away first the stream is "detached" (|conn| NULL): the handler cancels its call and the
+ * last unref frees the arena (docs/internals/ARENA.md).
+ * Thread affinity: the owning worker's loop thread.
+ */
+#ifndef TG_STREAM_H
+#define TG_STREAM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tfgate/arena.h"
+#include "tfgate/buf.h"
+
+struct tg_conn;
+struct tg_stream;
+
+struct tg_header {
+    const char *name; /* lower-case, NUL-terminated, in the stream's arena */
+    const char *value;
+    size_t name_len;
+    size_t value_len;
+};
+
+/* A request handler: chosen when the request headers are complete. */
+struct tg_handler {
+    const char *name;
+    uint64_t (*body_limit)(struct tg_stream *st);  /* largest body accepted */
+    void (*on_request)(struct tg_stream *st);      /* the whole request has arrived */
+    void (*on_close)(struct tg_stream *st);        /* the client side is gone: cancel work */
+};
+
+struct tg_stream {
+    struct tg_conn *conn;     /* NULL once detached */
+    struct tg_worker *w;
+    int32_t id;               /* HTTP/2 stream id, or the request's number on an HTTP/1.1 conn */
+    int http2;
+    int refs;
+    struct tg_arena arena;
+    uint64_t start_ms;        /* loop clock at the first header */
+
+    /* request */
+    const char *method;       /* ":method" */
+    const char *path;         /* ":path", raw (percent-encoded, with the query) */
+    size_t path_len;
+    const char *authority;
+    const char *content_type;
+    struct tg_header *headers; /* regular headers, in arrival order */
+    size_t n_headers;
+    size_t headers_cap;
+    size_t header_bytes;      /* name + value + 32 per field (RFC 7541 size) */
+    int64_t content_length;   /* -1 when absent */
+    struct tg_buf body;
+    int headers_done;
+    int request_done;
+    int error;                /* TG_E* found while receiving, answered once possible */
+
+    const struct tg_handler *handler;
+    void *hdata;              /* the handler's per-request state (in the arena) */
+
+    /* response, read by the protocol */
+    int responded;            /* a response was submitted */
+    int status;               /* HTTP status */
+    struct tg_header *resp_headers;
+    size_t n_resp_headers;
+    size_t resp_headers_cap;
+    const uint8_t *resp_body; /* in the arena, or kept alive by a deferred destructor */
+    size_t resp_body_len;
+    size_t resp_body_off;     /* bytes handed to the protocol so far */
+    struct tg_header *trailers;
+    size_t n_trailers;
+    size_t trailers_cap;
+    int has_trailers;         /* send trailers after the body (gRPC) */
+    int trailers_only;        /* gRPC: one HEADERS frame with END_STREAM, no body */
+
+    struct tg_stream *next;   /* the connection's list */
+};
+
+/* Creates a stream for |conn| (refcount 1: the connection). */
+struct tg_stream *tg_stream_new(struct tg_conn *conn, int32_t id, int http2);
+
+/* Adds a request header field (pseudo-headers included), copying it into the arena. Names
+ * are lower-cased. Returns 0, or TG_EHEADERS when the header list goes over a limit (the
+ * field is then dropped and the error kept for the response). */
+int tg_stream_add_header(struct tg_stream *st, const char *name, size_t nlen, const char *value,
+                         size_t vlen);
+/* The request headers are complete: picks the handler and checks Content-Length against its
+ * body limit. The stream may have responded (an error) when this returns. */
+void tg_stream_headers_done(struct tg_stream *st);
+/* Request body bytes. Over the handler's limit the stream answers 413 / RESOURCE_EXHAUSTED
+ * and drops the rest. */
+void tg_stream_body(struct tg_stream *st, const uint8_t *data, size_t len);
+/* The request is complete: runs the handler (or answers a pending error). */
+void tg_stream_request_done(struct tg_stream *st);
+/* The client side is finished (response sent and stream closed) or gone (reset, connection
+ * lost): detaches, tells the handler, drops the connection's reference. */
+void tg_stream_close(struct tg_stream *st);
+
+void tg_stream_ref(struct tg_stream *st);
+void tg_stream_unref(struct tg_stream *st);
+
+/* The first request header named |name| (lower-case), or NULL. */
+const struct tg_header *tg_stream_header(const struct tg_stream *st, const char *name);
+
+/* Response building; strings are copied into the arena. */
+void tg_stream_add_resp_header(struct tg_stream *st, const char *name, const char *value,
+                               size_t vlen);
+void tg_stream_add_trailer(struct tg_stream *st, const char *name, const char *value, size_t vlen);
+/* Hands the response to the protocol. No-op on a detached stream. */
+void tg_stream_respond(struct tg_stream *st);
+
+/* Answers |err| (a TG_E*) in the client's protocol: for gRPC a trailers-only response with
+ * grpc-status and grpc-message; otherwise the HTTP status with {"error": message}.
+ * |message| may be NULL (the error table's text). */
+void tg_stream_respond_error(struct tg_stream *st, int err, const char *message);
+/* gRPC: a trailers-only answer with |grpc_status| and |message|. */
+void tg_stream_respond_grpc_status(struct tg_stream *st, int grpc_status, const char *message);
+/* HTTP: |status| with a body (copied) of |content_type|. */
+void tg_stream_respond_http(struct tg_stream *st, int status, const char *content_type,
+                            const char *body, size_t len);
+
+/* 1 if the request is gRPC (content-type application/grpc or application/grpc+...). */
+int tg_stream_is_grpc(const struct tg_stream *st);
+
+#endif /* TG_STREAM_H */

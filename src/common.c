@@ -1,0 +1,51 @@
+/*
+ * common.c - aborting allocators (see common.h).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tfgate/common.h"
+
+static void oom(size_t n)
+{
+    fprintf(stderr, "tfgate: out of memory allocating %zu bytes\n", n);
+    abort();
+}
+
+void *tg_xmalloc(size_t n)
+{
+    void *p = malloc(n ? n : 1);
+    if (p == NULL)
+        oom(n);
+    return p;
+}
+
+void *tg_xcalloc(size_t n, size_t size)
+{
+    void *p = calloc(n ? n : 1, size ? size : 1);
+    if (p == NULL)
+        oom(n * size);
+    return p;
+}
+
+void *tg_xrealloc(void *p, size_t n)
+{
+    void *q = realloc(p, n ? n : 1);
+    if (q == NULL)
+        oom(n);
+    return q;
+}
+
+char *tg_xstrdup(const char *s)
+{
+    return tg_xstrndup(s, strlen(s));
+}
+
+char *tg_xstrndup(const char *s, size_t n)
+{
+    char *p = tg_xmalloc(n + 1);
+    memcpy(p, s, n);
+    p[n] = '\0';
+    return p;
+}

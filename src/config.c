@@ -1,0 +1,1014 @@
+/*
+ * config.c - command line and JSON configuration (see config.h; every key is documented in
+ * README.md, with an example under examples/).
+ *
+ * jansson keeps no positions for parsed values, so for a semantic error (unknown key, wrong
+ * type) the position is found again in the text by locate(), a small scanner that follows the
+ * same path through the document.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <getopt.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "tfgate/common.h"
+#include "tfgate/config.h"
+#include "tfgate/log.h"
+
+const char tg_usage[] =
+    "usage: tfgate [options]\n"
+    "       tfgate --config FILE [--check-config]\n"
+    "A gRPC-native gateway for TensorFlow Serving: REST and gRPC clients in front, persistent\n"
+    "gRPC channels to pools of TF Serving servers behind.\n"
+    "\n"
+    "  --listen ADDR          listen for HTTP/1.1 and h2c on ADDR (host:port, [v6]:port, :port;\n"
+    "                         port 0 picks one). Repeatable. Default 127.0.0.1:8501\n"
+    "  --tls-listen ADDR      listen for TLS (ALPN h2, http/1.1) on ADDR; needs --tls-cert/--tls-key\n"
+    "  --tls-cert FILE        PEM certificate chain for --tls-listen\n"
+    "  --tls-key FILE         PEM private key for --tls-listen\n"
+    "  --backend [POOL=]T[,T...]  a pool of TF Serving replicas (host:port, dns:///name:port);\n"
+    "                         POOL defaults to \"default\". A pool named gpu* is tagged device gpu,\n"
+    "                         others cpu. Repeatable (one pool each)\n"
+    "  --route MODEL=POOL     send MODEL (or * for every other model) to POOL. Repeatable.\n"
+    "                         Without routes, * goes to the only pool, or to \"default\"\n"
+    "  --channels N           channels (connections) per replica (default 2)\n"
+    "  --workers N            event-loop threads (default: one per core)\n"
+    "  --max-message-bytes N  largest gRPC message either way (default 67108864)\n"
+    "  --max-body-bytes N     largest HTTP request body (default 67108864)\n"
+    "  --default-timeout-ms N upstream deadline when the client gives none (default 30000)\n"
+    "  --max-timeout-ms N     longest deadline a client may ask for (default 300000)\n"
+    "  --drain-timeout-ms N   on SIGTERM, wait this long for requests in flight (default 10000)\n"
+    "  --log-level LEVEL      error, warn, info (default) or debug\n"
+    "  --config FILE          JSON configuration (README.md); excludes the flags above\n"
+    "  --check-config         validate the configuration and exit (0 if valid)\n"
+    "  --version, --help\n"
+    "\n"
+    "Prints \"tfgate listening on HOST:PORT (PROTOCOLS)\" for every listener once it serves.\n"
+    "SIGTERM or SIGINT: stop accepting, finish requests in flight (up to the drain timeout),\n"
+    "exit 0.\n";
+
+static void set_defaults(struct tg_config *c)
+{
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    atomic_init(&c->refs, 1);
+    c->workers = cpus > 0 && cpus < 256 ? (uint32_t)cpus : 1;
+    c->log_level = TG_LOG_INFO;
+    c->limits = (struct tg_limits){
+        .max_header_bytes = 64 * 1024,
+        .max_headers = 100,
+        .max_body_bytes = 64u << 20,
+        .max_message_bytes = 64u << 20,
+        .max_concurrent_streams = 128,
+        .header_timeout_ms = 10000,
+        .request_timeout_ms = 60000,
+        .idle_timeout_ms = 120000,
+        .default_deadline_ms = 30000,
+        .max_deadline_ms = 300000,
+        .drain_timeout_ms = 10000,
+        .max_connections = 4096,
+        .max_output_bytes = 1u << 20,
+        .reset_burst = 1000,
+        .reset_rate = 33,
+    };
+}
+
+static void pool_defaults(struct tg_pool_cfg *p)
+{
+    p->device = tg_xstrdup("cpu");
+    p->channels = 2;
+    p->backoff_initial_ms = 200;
+    p->backoff_max_ms = 5000;
+    p->keepalive_ms = 30000;
+    p->keepalive_timeout_ms = 10000;
+}
+
+static void free_config(struct tg_config *c)
+{
+    for (size_t i = 0; i < c->n_listens; i++) {
+        free(c->listens[i].address);
+        free(c->listens[i].host);
+        free(c->listens[i].tls_cert);
+        free(c->listens[i].tls_key);
+    }
+    free(c->listens);
+    for (size_t i = 0; i < c->n_pools; i++) {
+        struct tg_pool_cfg *p = &c->pools[i];
+        free(p->name);
+        free(p->device);
+        for (size_t k = 0; k < p->n_targets; k++)
+            free(p->targets[k]);
+        free(p->targets);
+        free(p->tls_ca);
+        free(p->tls_cert);
+        free(p->tls_key);
+        free(p->tls_server_name);
+    }
+    free(c->pools);
+    for (size_t i = 0; i < c->n_routes; i++) {
+        free(c->routes[i].model);
+        free(c->routes[i].pool);
+    }
+    free(c->routes);
+    free(c->source);
+    free(c);
+}
+
+void tg_config_ref(struct tg_config *c)
+{
+    atomic_fetch_add(&c->refs, 1);
+}
+
+void tg_config_unref(struct tg_config *c)
+{
+    if (c != NULL && atomic_fetch_sub(&c->refs, 1) == 1)
+        free_config(c);
+}
+
+int tg_config_parse_address(const char *addr, char **host, int *port)
+{
+    const char *colon;
+    char *end;
+    long p;
+
+    if (addr[0] == '[') {
+        const char *close = strchr(addr, ']');
+        if (close == NULL || close[1] != ':')
+            return -1;
+        *host = tg_xstrndup(addr + 1, (size_t)(close - addr - 1));
+        colon = close + 1;
+    } else {
+        colon = strrchr(addr, ':');
+        if (colon == NULL || memchr(addr, ':', (size_t)(colon - addr)) != NULL)
+            return -1;
+        *host = colon == addr ? tg_xstrdup("0.0.0.0") : tg_xstrndup(addr, (size_t)(colon - addr));
+    }
+    errno = 0;
+    p = strtol(colon + 1, &end, 10);
+    if (colon[1] == '\0' || *end != '\0' || errno != 0 || p < 0 || p > 65535) {
+        free(*host);
+        *host = NULL;
+        return -1;
+    }
+    *port = (int)p;
+    return 0;
+}
+
+/* ---- locating a path in the JSON text, for error positions ---- */
+
+struct scan {
+    const char *s, *end;
+};
+
+static void skip_ws(struct scan *sc)
+{
+    while (sc->s < sc->end && (*sc->s == ' ' || *sc->s == '\t' || *sc->s == '\n' || *sc->s == '\r'))
+        sc->s++;
+}
+
+/* Reads a JSON string at sc->s into |out| (escapes other than \" and \\ kept as written,
+ * which is enough to compare keys). Returns 0 or -1. */
+static int scan_string(struct scan *sc, char *out, size_t outlen)
+{
+    size_t n = 0;
+    if (sc->s >= sc->end || *sc->s != '"')
+        return -1;
+    sc->s++;
+    while (sc->s < sc->end && *sc->s != '"') {
+        char ch = *sc->s++;
+        if (ch == '\\' && sc->s < sc->end)
+            ch = *sc->s++;
+        if (n + 1 < outlen)
+            out[n++] = ch;
+    }
+    if (sc->s >= sc->end)
+        return -1;
+    sc->s++;
+    out[n] = '\0';
+    return 0;
+}
+
+static int skip_value(struct scan *sc, int depth)
+{
+    char buf[8];
+    skip_ws(sc);
+    if (sc->s >= sc->end || depth > 64)
+        return -1;
+    if (*sc->s == '"')
+        return scan_string(sc, buf, sizeof(buf));
+    if (*sc->s == '{' || *sc->s == '[') {
+        char close = *sc->s == '{' ? '}' : ']';
+        sc->s++;
+        skip_ws(sc);
+        if (sc->s < sc->end && *sc->s == close) {
+            sc->s++;
+            return 0;
+        }
+        for (;;) {
+            if (close == '}') {
+                skip_ws(sc);
+                if (scan_string(sc, buf, sizeof(buf)) != 0)
+                    return -1;
+                skip_ws(sc);
+                if (sc->s >= sc->end || *sc->s++ != ':')
+                    return -1;
+            }
+            if (skip_value(sc, depth + 1) != 0)
+                return -1;
+            skip_ws(sc);
+            if (sc->s < sc->end && *sc->s == ',') {
+                sc->s++;
+                continue;
+            }
+            if (sc->s < sc->end && *sc->s == close) {
+                sc->s++;
+                return 0;
+            }
+            return -1;
+        }
+    }
+    while (sc->s < sc->end && !strchr(",}] \t\r\n", *sc->s))
+        sc->s++;
+    return 0;
+}
+
+/* Finds the key (or array element) at |path| ("pools.gpu.targets[1]") and returns a pointer to
+ * it, or NULL. */
+static const char *locate(const char *text, size_t len, const char *path)
+{
+    struct scan sc = {text, text + len};
+    const char *p = path;
+
+    while (*p != '\0') {
+        char tok[256], key[256];
+        size_t n = 0;
+        int is_index = *p == '[';
+        if (is_index)
+            p++;
+        while (*p && *p != '.' && *p != '[' && *p != ']' && n + 1 < sizeof(tok))
+            tok[n++] = *p++;
+        tok[n] = '\0';
+        if (*p == ']')
+            p++;
+        if (*p == '.')
+            p++;
+        skip_ws(&sc);
+        if (sc.s >= sc.end)
+            return NULL;
+        if (is_index) {
+            long want = strtol(tok, NULL, 10);
+            if (*sc.s != '[')
+                return NULL;
+            sc.s++;
+            for (long i = 0; i < want; i++) {
+                if (skip_value(&sc, 0) != 0)
+                    return NULL;
+                skip_ws(&sc);
+                if (sc.s >= sc.end || *sc.s++ != ',')
+                    return NULL;
+            }
+            skip_ws(&sc);
+            if (*p == '\0')
+                return sc.s;
+            continue;
+        }
+        if (*sc.s != '{')
+            return NULL;
+        sc.s++;
+        for (;;) {
+            skip_ws(&sc);
+            const char *at = sc.s;
+            if (scan_string(&sc, key, sizeof(key)) != 0)
+                return NULL;
+            skip_ws(&sc);
+            if (sc.s >= sc.end || *sc.s++ != ':')
+                return NULL;
+            if (strcmp(key, tok) == 0) {
+                if (*p == '\0')
+                    return at;
+                break;
+            }
+            if (skip_value(&sc, 0) != 0)
+                return NULL;
+            skip_ws(&sc);
+            if (sc.s >= sc.end || *sc.s++ != ',')
+                return NULL;
+        }
+    }
+    return NULL;
+}
+
+/* ---- JSON parsing ---- */
+
+struct jctx {
+    const char *text;
+    size_t len;
+    const char *origin;
+    char path[512];
+    char *err;
+    size_t errlen;
+};
+
+TG_PRINTF(2, 3) static int jfail(struct jctx *c, const char *fmt, ...)
+{
+    char msg[512];
+    int line = 1, col = 1;
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    const char *at = c->path[0] ? locate(c->text, c->len, c->path) : c->text;
+    if (at != NULL) {
+        for (const char *p = c->text; p < at; p++) {
+            if (*p == '\n') {
+                line++;
+                col = 1;
+            } else {
+                col++;
+            }
+        }
+        snprintf(c->err, c->errlen, "%s:%d:%d: %s%s%s", c->origin, line, col, c->path,
+                 c->path[0] ? ": " : "", msg);
+    } else {
+        snprintf(c->err, c->errlen, "%s: %s%s%s", c->origin, c->path, c->path[0] ? ": " : "", msg);
+    }
+    return -1;
+}
+
+static size_t jpush(struct jctx *c, const char *key, long index)
+{
+    size_t old = strlen(c->path);
+    if (key != NULL)
+        snprintf(c->path + old, sizeof(c->path) - old, "%s%s", old ? "." : "", key);
+    else
+        snprintf(c->path + old, sizeof(c->path) - old, "[%ld]", index);
+    return old;
+}
+
+static void jpop(struct jctx *c, size_t old)
+{
+    c->path[old] = '\0';
+}
+
+static int jkeys(struct jctx *c, json_t *obj, const char *const *allowed)
+{
+    const char *key;
+    json_t *v;
+    if (!json_is_object(obj))
+        return jfail(c, "must be an object");
+    json_object_foreach(obj, key, v) {
+        const char *const *a;
+        for (a = allowed; *a; a++) {
+            if (strcmp(*a, key) == 0)
+                break;
+        }
+        if (*a == NULL) {
+            size_t old = jpush(c, key, 0);
+            jfail(c, "unknown key '%s'", key);
+            jpop(c, old);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Reads an optional unsigned integer member into |out| (unchanged when absent). */
+static int juint(struct jctx *c, json_t *obj, const char *key, uint64_t max, uint64_t *out)
+{
+    json_t *v = json_object_get(obj, key);
+    if (v == NULL)
+        return 0;
+    size_t old = jpush(c, key, 0);
+    if (!json_is_integer(v) || json_integer_value(v) < 0 || (uint64_t)json_integer_value(v) > max) {
+        jfail(c, "must be an integer from 0 to %llu", (unsigned long long)max);
+        jpop(c, old);
+        return -1;
+    }
+    jpop(c, old);
+    *out = (uint64_t)json_integer_value(v);
+    return 0;
+}
+
+static int ju32(struct jctx *c, json_t *obj, const char *key, uint32_t *out)
+{
+    uint64_t v = *out;
+    if (juint(c, obj, key, UINT32_MAX, &v) != 0)
+        return -1;
+    *out = (uint32_t)v;
+    return 0;
+}
+
+static int jstr(struct jctx *c, json_t *obj, const char *key, char **out)
+{
+    json_t *v = json_object_get(obj, key);
+    if (v == NULL)
+        return 0;
+    if (!json_is_string(v) || json_string_length(v) == 0) {
+        size_t old = jpush(c, key, 0);
+        jfail(c, "must be a non-empty string");
+        jpop(c, old);
+        return -1;
+    }
+    free(*out);
+    *out = tg_xstrdup(json_string_value(v));
+    return 0;
+}
+
+static int parse_listen(struct jctx *c, json_t *j, struct tg_listen_cfg *l)
+{
+    static const char *const keys[] = {"address", "tls", NULL};
+    static const char *const tkeys[] = {"cert", "key", NULL};
+    json_t *tls;
+
+    if (jkeys(c, j, keys) != 0 || jstr(c, j, "address", &l->address) != 0)
+        return -1;
+    if (l->address == NULL)
+        return jfail(c, "'address' is required");
+    if (tg_config_parse_address(l->address, &l->host, &l->port) != 0) {
+        size_t old = jpush(c, "address", 0);
+        jfail(c, "'%s' is not host:port", l->address);
+        jpop(c, old);
+        return -1;
+    }
+    if ((tls = json_object_get(j, "tls")) != NULL) {
+        size_t old = jpush(c, "tls", 0);
+        if (jkeys(c, tls, tkeys) != 0 || jstr(c, tls, "cert", &l->tls_cert) != 0 ||
+            jstr(c, tls, "key", &l->tls_key) != 0)
+            return -1;
+        if (l->tls_cert == NULL || l->tls_key == NULL)
+            return jfail(c, "needs both 'cert' and 'key'");
+        jpop(c, old);
+    }
+    return 0;
+}
+
+static int parse_pool(struct jctx *c, const char *name, json_t *j, struct tg_pool_cfg *p)
+{
+    static const char *const keys[] = {"device",       "targets",   "channels",
+                                       "reconnect_backoff_ms", "keepalive_ms",
+                                       "keepalive_timeout_ms", "tls", NULL};
+    static const char *const bkeys[] = {"initial", "max", NULL};
+    static const char *const tkeys[] = {"ca", "cert", "key", "server_name", NULL};
+    json_t *targets, *v;
+    size_t i, old;
+
+    pool_defaults(p);
+    p->name = tg_xstrdup(name);
+    if (jkeys(c, j, keys) != 0 || jstr(c, j, "device", &p->device) != 0)
+        return -1;
+    if (strcmp(p->device, "cpu") != 0 && strcmp(p->device, "gpu") != 0) {
+        old = jpush(c, "device", 0);
+        jfail(c, "must be \"cpu\" or \"gpu\"");
+        jpop(c, old);
+        return -1;
+    }
+    targets = json_object_get(j, "targets");
+    old = jpush(c, "targets", 0);
+    if (!json_is_array(targets) || json_array_size(targets) == 0)
+        return jfail(c, "must be a non-empty list of \"host:port\" or \"dns:///name:port\"");
+    p->targets = tg_xcalloc(json_array_size(targets), sizeof(char *));
+    json_array_foreach(targets, i, v) {
+        if (!json_is_string(v) || json_string_length(v) == 0) {
+            jpush(c, NULL, (long)i);
+            return jfail(c, "must be a non-empty string");
+        }
+        p->targets[p->n_targets++] = tg_xstrdup(json_string_value(v));
+    }
+    jpop(c, old);
+    if (ju32(c, j, "channels", &p->channels) != 0 || ju32(c, j, "keepalive_ms", &p->keepalive_ms) ||
+        ju32(c, j, "keepalive_timeout_ms", &p->keepalive_timeout_ms) != 0)
+        return -1;
+    if (p->channels == 0 || p->channels > 64) {
+        old = jpush(c, "channels", 0);
+        jfail(c, "must be from 1 to 64");
+        jpop(c, old);
+        return -1;
+    }
+    if ((v = json_object_get(j, "reconnect_backoff_ms")) != NULL) {
+        old = jpush(c, "reconnect_backoff_ms", 0);
+        if (jkeys(c, v, bkeys) != 0 || ju32(c, v, "initial", &p->backoff_initial_ms) != 0 ||
+            ju32(c, v, "max", &p->backoff_max_ms) != 0)
+            return -1;
+        if (p->backoff_initial_ms == 0 || p->backoff_max_ms < p->backoff_initial_ms)
+            return jfail(c, "needs 0 < initial <= max");
+        jpop(c, old);
+    }
+    if ((v = json_object_get(j, "tls")) != NULL) {
+        old = jpush(c, "tls", 0);
+        if (jkeys(c, v, tkeys) != 0 || jstr(c, v, "ca", &p->tls_ca) != 0 ||
+            jstr(c, v, "cert", &p->tls_cert) != 0 || jstr(c, v, "key", &p->tls_key) != 0 ||
+            jstr(c, v, "server_name", &p->tls_server_name) != 0)
+            return -1;
+        if ((p->tls_cert == NULL) != (p->tls_key == NULL))
+            return jfail(c, "a client certificate needs both 'cert' and 'key'");
+        p->tls = 1;
+        jpop(c, old);
+    }
+    return 0;
+}
+
+static int parse_limits(struct jctx *c, json_t *j, struct tg_limits *l)
+{
+    static const char *const keys[] = {
+        "max_header_bytes",  "max_headers",      "max_body_bytes",     "max_message_bytes",
+        "max_concurrent_streams", "header_timeout_ms", "request_timeout_ms", "idle_timeout_ms",
+        "default_deadline_ms", "max_deadline_ms", "drain_timeout_ms",   "max_connections",
+        "max_output_bytes",  "reset_burst",      "reset_rate",         NULL};
+    if (jkeys(c, j, keys) != 0 || ju32(c, j, "max_header_bytes", &l->max_header_bytes) != 0 ||
+        ju32(c, j, "max_headers", &l->max_headers) != 0 ||
+        juint(c, j, "max_body_bytes", (uint64_t)1 << 40, &l->max_body_bytes) != 0 ||
+        juint(c, j, "max_message_bytes", INT32_MAX, &l->max_message_bytes) != 0 ||
+        ju32(c, j, "max_concurrent_streams", &l->max_concurrent_streams) != 0 ||
+        ju32(c, j, "header_timeout_ms", &l->header_timeout_ms) != 0 ||
+        ju32(c, j, "request_timeout_ms", &l->request_timeout_ms) != 0 ||
+        ju32(c, j, "idle_timeout_ms", &l->idle_timeout_ms) != 0 ||
+        ju32(c, j, "default_deadline_ms", &l->default_deadline_ms) != 0 ||
+        ju32(c, j, "max_deadline_ms", &l->max_deadline_ms) != 0 ||
+        ju32(c, j, "drain_timeout_ms", &l->drain_timeout_ms) != 0 ||
+        ju32(c, j, "max_connections", &l->max_connections) != 0 ||
+        ju32(c, j, "max_output_bytes", &l->max_output_bytes) != 0 ||
+        ju32(c, j, "reset_burst", &l->reset_burst) != 0 ||
+        ju32(c, j, "reset_rate", &l->reset_rate) != 0)
+        return -1;
+    return 0;
+}
+
+/* Checks that apply however the configuration was given. */
+static int validate(struct tg_config *c, char *err, size_t errlen)
+{
+    const struct tg_limits *l = &c->limits;
+
+    if (c->n_listens == 0) {
+        snprintf(err, errlen, "%s: no listener", c->source);
+        return -1;
+    }
+    if (c->n_pools == 0) {
+        snprintf(err, errlen, "%s: no backend pool (--backend or \"pools\")", c->source);
+        return -1;
+    }
+    for (size_t i = 0; i < c->n_pools; i++) {
+        for (size_t k = 0; k < i; k++) {
+            if (strcmp(c->pools[i].name, c->pools[k].name) == 0) {
+                snprintf(err, errlen, "%s: pool '%s' is defined twice", c->source, c->pools[i].name);
+                return -1;
+            }
+        }
+    }
+    if (c->n_routes == 0) {
+        const struct tg_pool_cfg *def = c->n_pools == 1 ? &c->pools[0] : tg_config_pool(c, "default");
+        if (def == NULL) {
+            snprintf(err, errlen, "%s: several pools and no routes: add a route for \"*\"", c->source);
+            return -1;
+        }
+        c->routes = tg_xcalloc(1, sizeof(*c->routes));
+        c->routes[0].model = tg_xstrdup("*");
+        c->routes[0].pool = tg_xstrdup(def->name);
+        c->n_routes = 1;
+    }
+    for (size_t i = 0; i < c->n_routes; i++) {
+        if (tg_config_pool(c, c->routes[i].pool) == NULL) {
+            snprintf(err, errlen, "%s: route '%s' names pool '%s', which does not exist", c->source,
+                     c->routes[i].model, c->routes[i].pool);
+            return -1;
+        }
+        for (size_t k = 0; k < i; k++) {
+            if (strcmp(c->routes[i].model, c->routes[k].model) == 0) {
+                snprintf(err, errlen, "%s: two routes for model '%s'", c->source, c->routes[i].model);
+                return -1;
+            }
+        }
+    }
+    if (c->workers == 0 || c->workers > 256) {
+        snprintf(err, errlen, "%s: workers must be from 1 to 256", c->source);
+        return -1;
+    }
+    if (l->max_concurrent_streams == 0 || l->max_headers == 0 || l->max_header_bytes < 1024 ||
+        l->max_message_bytes < 1024 || l->max_body_bytes < 1024 || l->max_connections == 0 ||
+        l->max_output_bytes < 16384) {
+        snprintf(err, errlen, "%s: a limit is too small (streams, headers >= 1; header bytes, "
+                              "body and message >= 1024; output >= 16384; connections >= 1)",
+                 c->source);
+        return -1;
+    }
+    if (l->default_deadline_ms == 0 || l->max_deadline_ms < l->default_deadline_ms) {
+        snprintf(err, errlen, "%s: needs 0 < default_deadline_ms <= max_deadline_ms", c->source);
+        return -1;
+    }
+    return 0;
+}
+
+int tg_config_parse_json(const char *text, size_t len, const char *origin, struct tg_config **out,
+                         char *err, size_t errlen)
+{
+    static const char *const keys[] = {"workers", "log_level", "listen", "pools", "routes",
+                                       "limits",  NULL};
+    static const char *const rkeys[] = {"model", "pool", "timeout_ms", "max_timeout_ms", NULL};
+    struct jctx c = {.text = text, .len = len, .origin = origin, .err = err, .errlen = errlen};
+    struct tg_config *cfg = tg_xcalloc(1, sizeof(*cfg));
+    json_error_t jerr;
+    json_t *root, *v, *e;
+    const char *key;
+    size_t i, old;
+
+    set_defaults(cfg);
+    cfg->source = tg_xstrdup(origin);
+    root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (root == NULL) {
+        snprintf(err, errlen, "%s:%d:%d: %s", origin, jerr.line, jerr.column, jerr.text);
+        free_config(cfg);
+        return -1;
+    }
+    if (jkeys(&c, root, keys) != 0 || ju32(&c, root, "workers", &cfg->workers) != 0)
+        goto fail;
+    if ((v = json_object_get(root, "log_level")) != NULL) {
+        if (!json_is_string(v) || (cfg->log_level = tg_log_level_from_name(json_string_value(v))) < 0) {
+            old = jpush(&c, "log_level", 0);
+            jfail(&c, "must be error, warn, info or debug");
+            goto fail;
+        }
+    }
+    v = json_object_get(root, "listen");
+    old = jpush(&c, "listen", 0);
+    if (!json_is_array(v) || json_array_size(v) == 0) {
+        jfail(&c, "must be a non-empty list of {\"address\": ...}");
+        goto fail;
+    }
+    cfg->listens = tg_xcalloc(json_array_size(v), sizeof(*cfg->listens));
+    json_array_foreach(v, i, e) {
+        size_t o2 = jpush(&c, NULL, (long)i);
+        cfg->n_listens++;
+        if (parse_listen(&c, e, &cfg->listens[i]) != 0)
+            goto fail;
+        jpop(&c, o2);
+    }
+    jpop(&c, old);
+
+    v = json_object_get(root, "pools");
+    old = jpush(&c, "pools", 0);
+    if (!json_is_object(v) || json_object_size(v) == 0) {
+        jfail(&c, "must be an object of pool name -> {\"targets\": [...]}");
+        goto fail;
+    }
+    cfg->pools = tg_xcalloc(json_object_size(v), sizeof(*cfg->pools));
+    json_object_foreach(v, key, e) {
+        size_t o2 = jpush(&c, key, 0);
+        if (parse_pool(&c, key, e, &cfg->pools[cfg->n_pools++]) != 0)
+            goto fail;
+        jpop(&c, o2);
+    }
+    jpop(&c, old);
+
+    if ((v = json_object_get(root, "routes")) != NULL) {
+        old = jpush(&c, "routes", 0);
+        if (!json_is_array(v)) {
+            jfail(&c, "must be a list of {\"model\": ..., \"pool\": ...}");
+            goto fail;
+        }
+        cfg->routes = tg_xcalloc(json_array_size(v) + 1, sizeof(*cfg->routes));
+        json_array_foreach(v, i, e) {
+            size_t o2 = jpush(&c, NULL, (long)i);
+            struct tg_route_cfg *r = &cfg->routes[cfg->n_routes++];
+            if (jkeys(&c, e, rkeys) != 0 || jstr(&c, e, "model", &r->model) != 0 ||
+                jstr(&c, e, "pool", &r->pool) != 0 || ju32(&c, e, "timeout_ms", &r->timeout_ms) != 0 ||
+                ju32(&c, e, "max_timeout_ms", &r->max_timeout_ms) != 0)
+                goto fail;
+            if (r->model == NULL || r->pool == NULL) {
+                jfail(&c, "needs 'model' and 'pool'");
+                goto fail;
+            }
+            jpop(&c, o2);
+        }
+        jpop(&c, old);
+    }
+    if ((v = json_object_get(root, "limits")) != NULL) {
+        old = jpush(&c, "limits", 0);
+        if (parse_limits(&c, v, &cfg->limits) != 0)
+            goto fail;
+        jpop(&c, old);
+    }
+    json_decref(root);
+    if (validate(cfg, err, errlen) != 0) {
+        free_config(cfg);
+        return -1;
+    }
+    *out = cfg;
+    return 0;
+
+fail:
+    json_decref(root);
+    free_config(cfg);
+    return -1;
+}
+
+/* ---- command line ---- */
+
+static int parse_u64(const char *flag, const char *s, uint64_t max, uint64_t *out, char *err,
+                     size_t errlen)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (*s == '\0' || *s == '-' || *end != '\0' || errno != 0 || v > max) {
+        snprintf(err, errlen, "%s needs an integer from 0 to %llu, not '%s'", flag,
+                 (unsigned long long)max, s);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+static char *read_file(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    char *buf = NULL;
+    size_t n = 0, cap = 0, r;
+    if (f == NULL)
+        return NULL;
+    do {
+        if (n == cap) {
+            cap = cap ? cap * 2 : 16384;
+            if (cap > (16u << 20)) { /* a configuration file is never this large */
+                free(buf);
+                fclose(f);
+                errno = EFBIG;
+                return NULL;
+            }
+            buf = tg_xrealloc(buf, cap);
+        }
+        r = fread(buf + n, 1, cap - n, f);
+        n += r;
+    } while (r > 0);
+    fclose(f);
+    *len = n;
+    return buf;
+}
+
+static void add_listen(struct tg_config *c, const char *addr, char *host, int port, int tls)
+{
+    c->listens = tg_xrealloc(c->listens, (c->n_listens + 1) * sizeof(*c->listens));
+    struct tg_listen_cfg *l = &c->listens[c->n_listens++];
+    memset(l, 0, sizeof(*l));
+    l->address = tg_xstrdup(addr);
+    l->host = host;
+    l->port = port;
+    l->tls_cert = tls ? tg_xstrdup("") : NULL; /* filled from --tls-cert after parsing */
+}
+
+enum {
+    OPT_LISTEN = 256,
+    OPT_TLS_LISTEN,
+    OPT_TLS_CERT,
+    OPT_TLS_KEY,
+    OPT_BACKEND,
+    OPT_ROUTE,
+    OPT_CHANNELS,
+    OPT_WORKERS,
+    OPT_MAX_MESSAGE,
+    OPT_MAX_BODY,
+    OPT_DEFAULT_TIMEOUT,
+    OPT_MAX_TIMEOUT,
+    OPT_DRAIN_TIMEOUT,
+    OPT_LOG_LEVEL,
+    OPT_CONFIG,
+    OPT_CHECK,
+    OPT_VERSION,
+    OPT_HELP,
+};
+
+int tg_config_from_args(int argc, char **argv, struct tg_config **out,
+                        enum tg_config_action *action, char *err, size_t errlen)
+{
+    static const struct option opts[] = {
+        {"listen", required_argument, NULL, OPT_LISTEN},
+        {"tls-listen", required_argument, NULL, OPT_TLS_LISTEN},
+        {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
+        {"tls-key", required_argument, NULL, OPT_TLS_KEY},
+        {"backend", required_argument, NULL, OPT_BACKEND},
+        {"route", required_argument, NULL, OPT_ROUTE},
+        {"channels", required_argument, NULL, OPT_CHANNELS},
+        {"workers", required_argument, NULL, OPT_WORKERS},
+        {"max-message-bytes", required_argument, NULL, OPT_MAX_MESSAGE},
+        {"max-body-bytes", required_argument, NULL, OPT_MAX_BODY},
+        {"default-timeout-ms", required_argument, NULL, OPT_DEFAULT_TIMEOUT},
+        {"max-timeout-ms", required_argument, NULL, OPT_MAX_TIMEOUT},
+        {"drain-timeout-ms", required_argument, NULL, OPT_DRAIN_TIMEOUT},
+        {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+        {"config", required_argument, NULL, OPT_CONFIG},
+        {"check-config", no_argument, NULL, OPT_CHECK},
+        {"version", no_argument, NULL, OPT_VERSION},
+        {"help", no_argument, NULL, OPT_HELP},
+        {NULL, 0, NULL, 0},
+    };
+    struct tg_config *c = tg_xcalloc(1, sizeof(*c));
+    const char *config_path = NULL, *tls_cert = NULL, *tls_key = NULL;
+    int flags_given = 0, opt, rv = -1, channels = 0, workers_set = 0, log_set = 0;
+    uint64_t v;
+
+    set_defaults(c);
+    c->source = tg_xstrdup("command line");
+    *action = TG_CONFIG_RUN;
+    optind = 1;
+    opterr = 0;
+    while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (opt) {
+        case OPT_LISTEN:
+        case OPT_TLS_LISTEN: {
+            char *host;
+            int port;
+            if (tg_config_parse_address(optarg, &host, &port) != 0) {
+                snprintf(err, errlen, "--%s: '%s' is not host:port",
+                         opt == OPT_LISTEN ? "listen" : "tls-listen", optarg);
+                goto out;
+            }
+            add_listen(c, optarg, host, port, opt == OPT_TLS_LISTEN);
+            flags_given = 1;
+            break;
+        }
+        case OPT_TLS_CERT:
+            tls_cert = optarg;
+            break;
+        case OPT_TLS_KEY:
+            tls_key = optarg;
+            break;
+        case OPT_BACKEND: {
+            const char *eq = strchr(optarg, '=');
+            /* "name=targets" unless the '=' belongs to a target ("dns:///a=b" cannot occur) */
+            const char *list = eq ? eq + 1 : optarg;
+            char *name = eq ? tg_xstrndup(optarg, (size_t)(eq - optarg)) : tg_xstrdup("default");
+            c->pools = tg_xrealloc(c->pools, (c->n_pools + 1) * sizeof(*c->pools));
+            struct tg_pool_cfg *p = &c->pools[c->n_pools++];
+            memset(p, 0, sizeof(*p));
+            pool_defaults(p);
+            p->name = name;
+            if (strncmp(name, "gpu", 3) == 0) {
+                free(p->device);
+                p->device = tg_xstrdup("gpu");
+            }
+            char *copy = tg_xstrdup(list), *save = NULL;
+            for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+                p->targets = tg_xrealloc(p->targets, (p->n_targets + 1) * sizeof(char *));
+                p->targets[p->n_targets++] = tg_xstrdup(t);
+            }
+            free(copy);
+            if (p->n_targets == 0 || name[0] == '\0') {
+                snprintf(err, errlen, "--backend '%s': expected [POOL=]host:port[,host:port...]", optarg);
+                goto out;
+            }
+            flags_given = 1;
+            break;
+        }
+        case OPT_ROUTE: {
+            const char *eq = strchr(optarg, '=');
+            if (eq == NULL || eq == optarg || eq[1] == '\0') {
+                snprintf(err, errlen, "--route '%s': expected MODEL=POOL", optarg);
+                goto out;
+            }
+            c->routes = tg_xrealloc(c->routes, (c->n_routes + 1) * sizeof(*c->routes));
+            struct tg_route_cfg *r = &c->routes[c->n_routes++];
+            memset(r, 0, sizeof(*r));
+            r->model = tg_xstrndup(optarg, (size_t)(eq - optarg));
+            r->pool = tg_xstrdup(eq + 1);
+            flags_given = 1;
+            break;
+        }
+        case OPT_CHANNELS:
+            if (parse_u64("--channels", optarg, 64, &v, err, errlen) != 0 || v == 0) {
+                snprintf(err, errlen, "--channels needs 1 to 64");
+                goto out;
+            }
+            channels = (int)v;
+            break;
+        case OPT_WORKERS:
+            if (parse_u64("--workers", optarg, 256, &v, err, errlen) != 0)
+                goto out;
+            c->workers = (uint32_t)v;
+            workers_set = 1;
+            break;
+#define LIMIT(OPT, flag, field, max)                                                               \
+    case OPT:                                                                                      \
+        if (parse_u64(flag, optarg, max, &v, err, errlen) != 0)                                    \
+            goto out;                                                                              \
+        c->limits.field = v;                                                                       \
+        flags_given = 1;                                                                           \
+        break;
+            LIMIT(OPT_MAX_MESSAGE, "--max-message-bytes", max_message_bytes, INT32_MAX)
+            LIMIT(OPT_MAX_BODY, "--max-body-bytes", max_body_bytes, (uint64_t)1 << 40)
+            LIMIT(OPT_DEFAULT_TIMEOUT, "--default-timeout-ms", default_deadline_ms, UINT32_MAX)
+            LIMIT(OPT_MAX_TIMEOUT, "--max-timeout-ms", max_deadline_ms, UINT32_MAX)
+            LIMIT(OPT_DRAIN_TIMEOUT, "--drain-timeout-ms", drain_timeout_ms, UINT32_MAX)
+#undef LIMIT
+        case OPT_LOG_LEVEL:
+            if ((c->log_level = tg_log_level_from_name(optarg)) < 0) {
+                snprintf(err, errlen, "--log-level: error, warn, info or debug, not '%s'", optarg);
+                goto out;
+            }
+            log_set = 1;
+            break;
+        case OPT_CONFIG:
+            config_path = optarg;
+            break;
+        case OPT_CHECK:
+            *action = TG_CONFIG_CHECK;
+            break;
+        case OPT_VERSION:
+            *action = TG_CONFIG_VERSION;
+            rv = 0;
+            goto out;
+        case OPT_HELP:
+            *action = TG_CONFIG_HELP;
+            rv = 0;
+            goto out;
+        default:
+            snprintf(err, errlen, "unknown or incomplete option '%s' (see --help)", argv[optind - 1]);
+            goto out;
+        }
+    }
+    if (optind < argc) {
+        snprintf(err, errlen, "unexpected argument '%s' (see --help)", argv[optind]);
+        goto out;
+    }
+
+    if (config_path != NULL) {
+        size_t len;
+        char *text;
+        if (flags_given || tls_cert || tls_key || channels) {
+            snprintf(err, errlen, "--config excludes --listen, --backend, --route, --tls-* and "
+                                  "the limit flags: put them in the file");
+            goto out;
+        }
+        text = read_file(config_path, &len);
+        if (text == NULL) {
+            snprintf(err, errlen, "%s: %s", config_path, strerror(errno));
+            goto out;
+        }
+        struct tg_config *fc;
+        int prv = tg_config_parse_json(text, len, config_path, &fc, err, errlen);
+        free(text);
+        if (prv != 0)
+            goto out;
+        if (workers_set)
+            fc->workers = c->workers;
+        if (log_set)
+            fc->log_level = c->log_level;
+        free_config(c);
+        *out = fc;
+        return 0;
+    }
+
+    if (c->n_listens == 0) {
+        char *host = tg_xstrdup("127.0.0.1");
+        add_listen(c, "127.0.0.1:8501", host, 8501, 0);
+    }
+    for (size_t i = 0; i < c->n_listens; i++) {
+        if (c->listens[i].tls_cert == NULL)
+            continue;
+        free(c->listens[i].tls_cert);
+        c->listens[i].tls_cert = NULL;
+        if (tls_cert == NULL || tls_key == NULL) {
+            snprintf(err, errlen, "--tls-listen needs --tls-cert and --tls-key");
+            goto out;
+        }
+        c->listens[i].tls_cert = tg_xstrdup(tls_cert);
+        c->listens[i].tls_key = tg_xstrdup(tls_key);
+    }
+    if (channels > 0) {
+        for (size_t i = 0; i < c->n_pools; i++)
+            c->pools[i].channels = (uint32_t)channels;
+    }
+    if (validate(c, err, errlen) != 0)
+        goto out;
+    *out = c;
+    return 0;
+
+out:
+    free_config(c);
+    *out = NULL;
+    return rv;
+}
+
+const struct tg_route_cfg *tg_config_route(const struct tg_config *c, const char *model)
+{
+    const struct tg_route_cfg *star = NULL;
+    for (size_t i = 0; i < c->n_routes; i++) {
+        if (strcmp(c->routes[i].model, model) == 0)
+            return &c->routes[i];
+        if (strcmp(c->routes[i].model, "*") == 0)
+            star = &c->routes[i];
+    }
+    return star;
+}
+
+const struct tg_pool_cfg *tg_config_pool(const struct tg_config *c, const char *name)
+{
+    for (size_t i = 0; i < c->n_pools; i++) {
+        if (strcmp(c->pools[i].name, name) == 0)
+            return &c->pools[i];
+    }
+    return NULL;
+}

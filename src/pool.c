@@ -1,0 +1,221 @@
+/*
+ * pool.c - see pool.h.
+ */
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <grpc/grpc_security.h>
+
+#include "tfgate/common.h"
+#include "tfgate/config.h"
+#include "tfgate/log.h"
+#include "tfgate/pool.h"
+
+static char *read_pem(const char *path, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "rb");
+    char *buf;
+    long n;
+
+    if (f == NULL || fseek(f, 0, SEEK_END) != 0 || (n = ftell(f)) < 0 || n > (1 << 20) ||
+        fseek(f, 0, SEEK_SET) != 0) {
+        snprintf(err, errlen, "cannot read %s", path);
+        if (f)
+            fclose(f);
+        return NULL;
+    }
+    buf = tg_xmalloc((size_t)n + 1);
+    if (fread(buf, 1, (size_t)n, f) != (size_t)n) {
+        snprintf(err, errlen, "cannot read %s", path);
+        free(buf);
+        fclose(f);
+        return NULL;
+    }
+    buf[n] = '\0';
+    fclose(f);
+    return buf;
+}
+
+static grpc_channel_credentials *make_creds(const struct tg_pool_cfg *p, char *err, size_t errlen)
+{
+    char *ca = NULL, *cert = NULL, *key = NULL;
+    grpc_channel_credentials *creds = NULL;
+
+    if (!p->tls)
+        return grpc_insecure_credentials_create();
+    if (p->tls_ca && (ca = read_pem(p->tls_ca, err, errlen)) == NULL)
+        goto out;
+    if (p->tls_cert) {
+        if ((cert = read_pem(p->tls_cert, err, errlen)) == NULL ||
+            (key = read_pem(p->tls_key, err, errlen)) == NULL)
+            goto out;
+    }
+    grpc_ssl_pem_key_cert_pair pair = {key, cert};
+    creds = grpc_ssl_credentials_create(ca, cert ? &pair : NULL, NULL, NULL);
+out:
+    free(ca);
+    free(cert);
+    free(key);
+    return creds;
+}
+
+static grpc_channel *make_channel(const struct tg_pool_cfg *p, const struct tg_config *c,
+                                  const char *target, grpc_channel_credentials *creds,
+                                  unsigned index)
+{
+    grpc_arg args[16];
+    size_t n = 0;
+    /* Room for the gRPC prefix over the largest message. */
+    int max_msg = c->limits.max_message_bytes > INT_MAX - 64 ? INT_MAX
+                                                             : (int)c->limits.max_message_bytes + 64;
+#define INT_ARG(k, v)                                                                              \
+    do {                                                                                           \
+        args[n].type = GRPC_ARG_INTEGER;                                                           \
+        args[n].key = (char *)(k);                                                                 \
+        args[n].value.integer = (v);                                                               \
+        n++;                                                                                       \
+    } while (0)
+#define STR_ARG(k, v)                                                                              \
+    do {                                                                                           \
+        args[n].type = GRPC_ARG_STRING;                                                            \
+        args[n].key = (char *)(k);                                                                 \
+        args[n].value.string = (char *)(v);                                                        \
+        n++;                                                                                       \
+    } while (0)
+    INT_ARG(GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, max_msg);
+    INT_ARG(GRPC_ARG_MAX_SEND_MESSAGE_LENGTH, max_msg);
+    /* round_robin keeps reconnecting a lost backend by itself (pick_first goes IDLE and
+     * waits for the next call), so a restarted replica comes back without traffic. */
+    STR_ARG(GRPC_ARG_LB_POLICY_NAME, "round_robin");
+    /* one connection per channel: the global subchannel pool would share one between all
+     * channels with equal arguments (toolchain-notes §3) */
+    INT_ARG(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+    INT_ARG("tfgate.channel_index", (int)index);
+    INT_ARG(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, (int)p->backoff_initial_ms);
+    INT_ARG(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, (int)p->backoff_initial_ms);
+    INT_ARG(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, (int)p->backoff_max_ms);
+    if (p->keepalive_ms > 0) {
+        /* TF Serving's default server policy tolerates a ping every 5 minutes only while
+         * calls are active, so keepalive pings go out only with calls in flight. */
+        INT_ARG(GRPC_ARG_KEEPALIVE_TIME_MS, (int)p->keepalive_ms);
+        INT_ARG(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, (int)p->keepalive_timeout_ms);
+        INT_ARG(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 0);
+    }
+    INT_ARG(GRPC_ARG_CLIENT_IDLE_TIMEOUT_MS, INT_MAX); /* persistent: never go idle */
+    INT_ARG(GRPC_ARG_ENABLE_RETRIES, 0);               /* retries are the gateway's policy */
+    STR_ARG(GRPC_ARG_PRIMARY_USER_AGENT_STRING, "tfgate/0.1");
+    if (p->tls && p->tls_server_name)
+        STR_ARG(GRPC_SSL_TARGET_NAME_OVERRIDE_ARG, p->tls_server_name);
+#undef INT_ARG
+#undef STR_ARG
+    grpc_channel_args ca = {.num_args = n, .args = args};
+    return grpc_channel_create(target, creds, &ca);
+}
+
+struct tg_pools *tg_pools_new(struct tg_config *config, char *err, size_t errlen)
+{
+    struct tg_pools *pools = tg_xcalloc(1, sizeof(*pools));
+
+    tg_config_ref(config);
+    pools->config = config;
+    pools->pools = tg_xcalloc(config->n_pools, sizeof(*pools->pools));
+    for (size_t i = 0; i < config->n_pools; i++) {
+        const struct tg_pool_cfg *pc = &config->pools[i];
+        struct tg_pool *pool = &pools->pools[pools->n_pools++];
+        grpc_channel_credentials *creds = make_creds(pc, err, errlen);
+        if (creds == NULL) {
+            tg_pools_free(pools);
+            return NULL;
+        }
+        pool->cfg = pc;
+        pool->replicas = tg_xcalloc(pc->n_targets, sizeof(*pool->replicas));
+        for (size_t r = 0; r < pc->n_targets; r++) {
+            struct tg_replica *rep = &pool->replicas[pool->n_replicas++];
+            rep->target = tg_xstrdup(pc->targets[r]);
+            rep->channels = tg_xcalloc(pc->channels, sizeof(*rep->channels));
+            for (unsigned k = 0; k < pc->channels; k++) {
+                struct tg_channel *ch = &rep->channels[rep->n_channels++];
+                ch->ch = make_channel(pc, config, rep->target, creds, k);
+                for (int m = 0; m < TG_GM_COUNT; m++)
+                    ch->methods[m] = grpc_channel_register_call(ch->ch, tg_grpc_method_paths[m],
+                                                                NULL, NULL);
+                grpc_channel_check_connectivity_state(ch->ch, 1); /* connect now */
+            }
+        }
+        grpc_channel_credentials_release(creds);
+        tg_log(TG_LOG_INFO, "pool", "pool %s (device %s): %zu replica(s), %u channel(s) each",
+               pc->name, pc->device, pc->n_targets, pc->channels);
+    }
+    return pools;
+}
+
+void tg_pools_free(struct tg_pools *pools)
+{
+    if (pools == NULL)
+        return;
+    for (size_t i = 0; i < pools->n_pools; i++) {
+        struct tg_pool *pool = &pools->pools[i];
+        for (size_t r = 0; r < pool->n_replicas; r++) {
+            struct tg_replica *rep = &pool->replicas[r];
+            for (size_t k = 0; k < rep->n_channels; k++)
+                grpc_channel_destroy(rep->channels[k].ch);
+            free(rep->channels);
+            free(rep->target);
+        }
+        free(pool->replicas);
+    }
+    free(pools->pools);
+    tg_config_unref(pools->config);
+    free(pools);
+}
+
+struct tg_pool *tg_pools_route(struct tg_pools *pools, const char *model,
+                               const struct tg_route_cfg **route)
+{
+    const struct tg_route_cfg *r = tg_config_route(pools->config, model);
+    if (r == NULL)
+        return NULL;
+    for (size_t i = 0; i < pools->n_pools; i++) {
+        if (strcmp(pools->pools[i].cfg->name, r->pool) == 0) {
+            *route = r;
+            return &pools->pools[i];
+        }
+    }
+    return NULL;
+}
+
+int tg_pool_pick(struct tg_pool *pool, struct tg_replica **replica, struct tg_channel **channel)
+{
+    size_t n = pool->n_replicas;
+    unsigned start = atomic_fetch_add_explicit(&pool->next, 1, memory_order_relaxed);
+    struct tg_replica *fallback = NULL;
+    struct tg_channel *fallback_ch = NULL;
+
+    for (size_t i = 0; i < n; i++) {
+        struct tg_replica *rep = &pool->replicas[(start + i) % n];
+        unsigned k0 = atomic_fetch_add_explicit(&rep->next, 1, memory_order_relaxed);
+        for (size_t j = 0; j < rep->n_channels; j++) {
+            struct tg_channel *ch = &rep->channels[(k0 + j) % rep->n_channels];
+            grpc_connectivity_state st = grpc_channel_check_connectivity_state(ch->ch, 0);
+            if (st == GRPC_CHANNEL_READY) {
+                *replica = rep;
+                *channel = ch;
+                return 0;
+            }
+            if (st == GRPC_CHANNEL_IDLE) /* round_robin should not idle; wake it anyway */
+                grpc_channel_check_connectivity_state(ch->ch, 1);
+            if (st != GRPC_CHANNEL_TRANSIENT_FAILURE && st != GRPC_CHANNEL_SHUTDOWN &&
+                fallback == NULL) {
+                fallback = rep;
+                fallback_ch = ch;
+            }
+        }
+    }
+    if (fallback == NULL)
+        return -1;
+    *replica = fallback;
+    *channel = fallback_ch;
+    return 0;
+}

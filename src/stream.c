@@ -1,0 +1,307 @@
+/*
+ * stream.c - see stream.h.
+ */
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <grpc/status.h>
+
+#include "tfgate/common.h"
+#include "tfgate/config.h"
+#include "tfgate/conn.h"
+#include "tfgate/error.h"
+#include "tfgate/grpc_wire.h"
+#include "tfgate/log.h"
+#include "tfgate/router.h"
+#include "tfgate/stream.h"
+#include "tfgate/worker.h"
+
+struct tg_stream *tg_stream_new(struct tg_conn *conn, int32_t id, int http2)
+{
+    struct tg_stream *st = tg_xcalloc(1, sizeof(*st));
+    st->conn = conn;
+    st->w = conn->w;
+    st->id = id;
+    st->http2 = http2;
+    st->refs = 1;
+    st->content_length = -1;
+    st->start_ms = tg_worker_now(conn->w);
+    tg_arena_init(&st->arena);
+    tg_buf_init(&st->body, 0); /* cap set when the handler is known */
+    return st;
+}
+
+void tg_stream_ref(struct tg_stream *st)
+{
+    st->refs++;
+}
+
+void tg_stream_unref(struct tg_stream *st)
+{
+    if (--st->refs > 0)
+        return;
+    tg_arena_dispose(&st->arena);
+    tg_buf_dispose(&st->body);
+    free(st);
+}
+
+static int push_header(struct tg_arena *a, struct tg_header **arr, size_t *n, size_t *cap,
+                       const char *name, size_t nlen, const char *value, size_t vlen)
+{
+    if (*n == *cap) {
+        size_t ncap = *cap ? *cap * 2 : 16;
+        struct tg_header *na = tg_arena_alloc(a, ncap * sizeof(*na), _Alignof(struct tg_header));
+        if (*n)
+            memcpy(na, *arr, *n * sizeof(*na));
+        *arr = na;
+        *cap = ncap;
+    }
+    struct tg_header *h = &(*arr)[(*n)++];
+    char *lname = tg_arena_alloc(a, nlen + 1, 1);
+    for (size_t i = 0; i < nlen; i++)
+        lname[i] = (char)tolower((unsigned char)name[i]);
+    lname[nlen] = '\0';
+    h->name = lname;
+    h->name_len = nlen;
+    h->value = tg_arena_strndup(a, value, vlen);
+    h->value_len = vlen;
+    return 0;
+}
+
+int tg_stream_add_header(struct tg_stream *st, const char *name, size_t nlen, const char *value,
+                         size_t vlen)
+{
+    const struct tg_limits *lim = st->w->limits;
+
+    st->header_bytes += nlen + vlen + 32;
+    if (st->error == TG_EHEADERS)
+        return TG_EHEADERS;
+    if (st->header_bytes > lim->max_header_bytes || st->n_headers >= lim->max_headers) {
+        st->error = TG_EHEADERS;
+        return TG_EHEADERS;
+    }
+    if (nlen > 0 && name[0] == ':') {
+        const char *v = tg_arena_strndup(&st->arena, value, vlen);
+        if (nlen == 7 && memcmp(name, ":method", 7) == 0)
+            st->method = v;
+        else if (nlen == 5 && memcmp(name, ":path", 5) == 0) {
+            st->path = v;
+            st->path_len = vlen;
+        } else if (nlen == 10 && memcmp(name, ":authority", 10) == 0)
+            st->authority = v;
+        return 0; /* :scheme and others are not needed */
+    }
+    push_header(&st->arena, &st->headers, &st->n_headers, &st->headers_cap, name, nlen, value, vlen);
+    const struct tg_header *h = &st->headers[st->n_headers - 1];
+    if (strcmp(h->name, "content-type") == 0) {
+        st->content_type = h->value;
+    } else if (strcmp(h->name, "content-length") == 0) {
+        char *end;
+        unsigned long long v = strtoull(h->value, &end, 10);
+        if (h->value_len == 0 || *end != '\0' || !isdigit((unsigned char)h->value[0]))
+            st->error = TG_EINVAL;
+        else
+            st->content_length = (int64_t)v;
+    } else if (strcmp(h->name, "host") == 0 && st->authority == NULL) {
+        st->authority = h->value;
+    }
+    return 0;
+}
+
+const struct tg_header *tg_stream_header(const struct tg_stream *st, const char *name)
+{
+    for (size_t i = 0; i < st->n_headers; i++) {
+        if (strcmp(st->headers[i].name, name) == 0)
+            return &st->headers[i];
+    }
+    return NULL;
+}
+
+int tg_stream_is_grpc(const struct tg_stream *st)
+{
+    const char *ct = st->content_type;
+    return ct != NULL && strncasecmp(ct, "application/grpc", 16) == 0 &&
+           (ct[16] == '\0' || ct[16] == '+' || ct[16] == ';');
+}
+
+void tg_stream_headers_done(struct tg_stream *st)
+{
+    st->headers_done = 1;
+    if (st->error != 0) {
+        tg_stream_respond_error(st, st->error, NULL);
+        return;
+    }
+    if (st->method == NULL || st->path == NULL || st->path[0] != '/') {
+        tg_stream_respond_error(st, TG_EINVAL, "missing or invalid :method or :path");
+        return;
+    }
+    st->handler = tg_router_pick(st);
+    uint64_t limit = st->handler->body_limit(st);
+    st->body.cap = (size_t)limit;
+    if (st->content_length >= 0 && (uint64_t)st->content_length > limit) {
+        /* answer as soon as the size is known, before buffering anything */
+        st->error = TG_ETOOLARGE;
+        tg_stream_respond_error(st, TG_ETOOLARGE, NULL);
+    }
+}
+
+void tg_stream_body(struct tg_stream *st, const uint8_t *data, size_t len)
+{
+    if (st->error != 0 || st->responded)
+        return; /* an answer is already decided; drop the rest */
+    if (tg_buf_append(&st->body, data, len) != 0) {
+        st->error = TG_ETOOLARGE;
+        tg_buf_dispose(&st->body);
+        tg_stream_respond_error(st, TG_ETOOLARGE, NULL);
+    }
+}
+
+void tg_stream_request_done(struct tg_stream *st)
+{
+    st->request_done = 1;
+    if (st->responded)
+        return;
+    if (st->error != 0) {
+        tg_stream_respond_error(st, st->error, NULL);
+        return;
+    }
+    if (st->handler == NULL) { /* headers never completed properly */
+        tg_stream_respond_error(st, TG_EINVAL, NULL);
+        return;
+    }
+    st->handler->on_request(st);
+}
+
+void tg_stream_close(struct tg_stream *st)
+{
+    if (st->conn == NULL)
+        return;
+    st->conn = NULL;
+    if (st->handler != NULL && st->handler->on_close != NULL)
+        st->handler->on_close(st);
+    tg_stream_unref(st);
+}
+
+void tg_stream_add_resp_header(struct tg_stream *st, const char *name, const char *value,
+                               size_t vlen)
+{
+    push_header(&st->arena, &st->resp_headers, &st->n_resp_headers, &st->resp_headers_cap, name,
+                strlen(name), value, vlen);
+}
+
+void tg_stream_add_trailer(struct tg_stream *st, const char *name, const char *value, size_t vlen)
+{
+    push_header(&st->arena, &st->trailers, &st->n_trailers, &st->trailers_cap, name, strlen(name),
+                value, vlen);
+    st->has_trailers = 1;
+}
+
+void tg_stream_respond(struct tg_stream *st)
+{
+    if (st->responded || st->conn == NULL)
+        return;
+    st->responded = 1;
+    st->conn->ops->submit(st->conn, st);
+    tg_worker_mark_dirty(st->w, st->conn);
+}
+
+void tg_stream_respond_grpc_status(struct tg_stream *st, int grpc_status, const char *message)
+{
+    char code[16];
+    size_t mlen = message ? strlen(message) : 0;
+    char *enc = tg_arena_alloc(&st->arena, 3 * mlen + 1, 1);
+
+    st->status = 200;
+    tg_stream_add_resp_header(st, "content-type", "application/grpc", 16);
+    snprintf(code, sizeof(code), "%d", grpc_status);
+    tg_stream_add_trailer(st, "grpc-status", code, strlen(code));
+    if (mlen > 0) {
+        size_t n = tg_grpc_percent_encode(message, mlen, enc);
+        tg_stream_add_trailer(st, "grpc-message", enc, n);
+    }
+    st->trailers_only = 1;
+    tg_stream_respond(st);
+}
+
+void tg_stream_respond_http(struct tg_stream *st, int status, const char *content_type,
+                            const char *body, size_t len)
+{
+    st->status = status;
+    if (content_type != NULL)
+        tg_stream_add_resp_header(st, "content-type", content_type, strlen(content_type));
+    if (len > 0) {
+        uint8_t *copy = tg_arena_alloc(&st->arena, len, 1);
+        memcpy(copy, body, len);
+        st->resp_body = copy;
+    }
+    st->resp_body_len = len;
+    tg_stream_respond(st);
+}
+
+/* {"error": "<message>"} with the message escaped as RapidJSON escapes it (spec §3.8). */
+static size_t json_error_body(const char *msg, char *out, size_t cap)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t o = 0;
+    const char *pre = "{\n    \"error\": \"";
+    for (const char *p = pre; *p && o < cap; p++)
+        out[o++] = *p;
+    for (const unsigned char *p = (const unsigned char *)msg; *p && o + 8 < cap; p++) {
+        switch (*p) {
+        case '"':
+            out[o++] = '\\';
+            out[o++] = '"';
+            break;
+        case '\\':
+            out[o++] = '\\';
+            out[o++] = '\\';
+            break;
+        case '\n':
+            out[o++] = '\\';
+            out[o++] = 'n';
+            break;
+        case '\r':
+            out[o++] = '\\';
+            out[o++] = 'r';
+            break;
+        case '\t':
+            out[o++] = '\\';
+            out[o++] = 't';
+            break;
+        default:
+            if (*p < 0x20) {
+                out[o++] = '\\';
+                out[o++] = 'u';
+                out[o++] = '0';
+                out[o++] = '0';
+                out[o++] = hex[*p >> 4];
+                out[o++] = hex[*p & 15];
+            } else {
+                out[o++] = (char)*p;
+            }
+        }
+    }
+    const char *post = "\"\n}";
+    for (const char *p = post; *p && o < cap; p++)
+        out[o++] = *p;
+    return o;
+}
+
+void tg_stream_respond_error(struct tg_stream *st, int err, const char *message)
+{
+    const struct tg_error_info *info = tg_error_info(err);
+
+    if (message == NULL)
+        message = info->message;
+    if (tg_stream_is_grpc(st) && st->http2) {
+        tg_stream_respond_grpc_status(st, info->grpc_status, message);
+        return;
+    }
+    size_t cap = strlen(message) * 6 + 32;
+    char *body = tg_arena_alloc(&st->arena, cap, 1);
+    size_t n = json_error_body(message, body, cap);
+    tg_stream_respond_http(st, info->http_status, "application/json", body, n);
+}

@@ -1,0 +1,291 @@
+/*
+ * worker.c - see worker.h. Shutdown: drain (stop accepting, GOAWAY / Connection: close) ->
+ * wait for streams, up to the drain timeout -> cancel the calls left -> close connections ->
+ * when no call is in flight, shut the completion queue down -> the pump sees
+ * GRPC_QUEUE_SHUTDOWN and posts pump_exit -> the loop closes its handles and returns.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "tfgate/common.h"
+#include "tfgate/config.h"
+#include "tfgate/conn.h"
+#include "tfgate/log.h"
+#include "tfgate/upstream.h"
+#include "tfgate/worker.h"
+
+uint64_t tg_worker_now(struct tg_worker *w)
+{
+    return uv_now(&w->loop);
+}
+
+void tg_worker_post(struct tg_worker *w, struct tg_msg *msg)
+{
+    int was_empty;
+    msg->next = NULL;
+    pthread_mutex_lock(&w->mb_mu);
+    was_empty = w->mb_head == NULL;
+    if (w->mb_tail)
+        w->mb_tail->next = msg;
+    else
+        w->mb_head = msg;
+    w->mb_tail = msg;
+    pthread_mutex_unlock(&w->mb_mu);
+    if (was_empty)
+        uv_async_send(&w->async);
+}
+
+static void on_async(uv_async_t *a)
+{
+    struct tg_worker *w = a->data;
+    struct tg_msg *m;
+
+    pthread_mutex_lock(&w->mb_mu);
+    m = w->mb_head;
+    w->mb_head = w->mb_tail = NULL;
+    pthread_mutex_unlock(&w->mb_mu);
+    while (m != NULL) {
+        struct tg_msg *next = m->next;
+        m->deliver(m);
+        m = next;
+    }
+}
+
+void tg_worker_mark_dirty(struct tg_worker *w, struct tg_conn *c)
+{
+    if (c->dirty)
+        return;
+    c->dirty = 1;
+    c->dirty_next = w->dirty;
+    w->dirty = c;
+}
+
+static void maybe_finish(struct tg_worker *w);
+
+/* Before the loop sleeps: every connection with something to write or to close. */
+static void on_prepare(uv_prepare_t *p)
+{
+    struct tg_worker *w = p->data;
+    while (w->dirty != NULL) {
+        struct tg_conn *c = w->dirty;
+        w->dirty = c->dirty_next;
+        c->dirty = 0;
+        tg_conn_flush(c);
+    }
+    if (w->draining)
+        maybe_finish(w);
+}
+
+static void on_accept(uv_poll_t *h, int status, int events)
+{
+    struct tg_worker *w = h->data;
+    struct tg_listener *l = &w->gw->listeners[h - w->listen_polls];
+    (void)events;
+    if (status < 0 || w->draining)
+        return;
+    /* bounded per wakeup: the listening socket is shared, other workers take the rest */
+    for (int i = 0; i < 32; i++) {
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof(ss);
+        int fd = accept4(l->fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EMFILE || errno == ENFILE)
+                tg_log(TG_LOG_WARN, "accept", "worker=%d: out of file descriptors", w->id);
+            return; /* EAGAIN: another worker won, or nothing left */
+        }
+        if (w->n_conns >= w->limits->max_connections) {
+            close(fd); /* over the limit: refuse rather than degrade everyone */
+            tg_log(TG_LOG_WARN, "accept", "worker=%d: connection limit %u reached", w->id,
+                   w->limits->max_connections);
+            continue;
+        }
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        char peer[64] = "?";
+        if (ss.ss_family == AF_INET) {
+            struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+            char ip[INET_ADDRSTRLEN];
+            inet_ntop(AF_INET, &a->sin_addr, ip, sizeof(ip));
+            snprintf(peer, sizeof(peer), "%s:%u", ip, ntohs(a->sin_port));
+        } else if (ss.ss_family == AF_INET6) {
+            struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+            char ip[INET6_ADDRSTRLEN];
+            inet_ntop(AF_INET6, &a->sin6_addr, ip, sizeof(ip));
+            snprintf(peer, sizeof(peer), "[%s]:%u", ip, ntohs(a->sin6_port));
+        }
+        tg_conn_accept(w, l, fd, peer);
+    }
+}
+
+static void on_tick(uv_timer_t *t)
+{
+    struct tg_worker *w = t->data;
+    uint64_t now = tg_worker_now(w);
+    for (struct tg_conn *c = w->conns; c != NULL; c = c->next) {
+        if (c->closing)
+            continue;
+        if (c->state != TG_CONN_ACTIVE) {
+            /* handshake or sniffing that never completes */
+            if (now - c->accepted_ms > w->limits->header_timeout_ms)
+                tg_conn_close(c, 1);
+            continue;
+        }
+        c->ops->tick(c, now);
+        tg_worker_mark_dirty(w, c);
+    }
+    if (w->draining)
+        maybe_finish(w);
+}
+
+static void on_pump_exit(struct tg_msg *msg)
+{
+    struct tg_worker *w = tg_container_of(msg, struct tg_worker, pump_exit.msg);
+    uv_stop(&w->loop);
+}
+
+static void *pump_main(void *arg)
+{
+    struct tg_worker *w = arg;
+    for (;;) {
+        grpc_event ev = grpc_completion_queue_next(w->cq, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
+        if (ev.type == GRPC_QUEUE_SHUTDOWN)
+            break;
+        if (ev.type != GRPC_OP_COMPLETE)
+            continue;
+        struct tg_cq_tag *tag = ev.tag;
+        tag->ok = ev.success;
+        tg_worker_post(w, &tag->msg); /* the mailbox mutex orders |ok| before delivery */
+    }
+    tg_worker_post(w, &w->pump_exit.msg);
+    return NULL;
+}
+
+/* Draining: once every connection is closed and every call has completed, shut the queue
+ * down. Past the drain deadline, cancel what is left. */
+static void maybe_finish(struct tg_worker *w)
+{
+    if (w->cq_shutdown)
+        return;
+    uint64_t now = tg_worker_now(w);
+    int late = now >= w->drain_deadline_ms;
+    for (struct tg_conn *c = w->conns; c != NULL; c = c->next) {
+        if (c->closing)
+            continue;
+        if (late || c->state != TG_CONN_ACTIVE || c->ops->active_streams(c) == 0)
+            tg_conn_close(c, late);
+    }
+    if (late) {
+        for (struct tg_upstream_call *call = w->calls; call != NULL; call = call->next)
+            tg_upstream_cancel(call); /* completions still arrive and free */
+    }
+    if (w->n_conns == 0 && w->n_calls == 0) {
+        w->cq_shutdown = 1;
+        grpc_completion_queue_shutdown(w->cq);
+    }
+}
+
+struct drain_msg {
+    struct tg_msg msg;
+    struct tg_worker *w;
+};
+
+static void on_drain(struct tg_msg *msg)
+{
+    struct drain_msg *dm = tg_container_of(msg, struct drain_msg, msg);
+    struct tg_worker *w = dm->w;
+    free(dm);
+    if (w->draining)
+        return;
+    w->draining = 1;
+    w->drain_deadline_ms = tg_worker_now(w) + w->limits->drain_timeout_ms;
+    for (size_t i = 0; i < w->n_listen_polls; i++)
+        uv_poll_stop(&w->listen_polls[i]);
+    for (struct tg_conn *c = w->conns; c != NULL; c = c->next) {
+        if (c->state == TG_CONN_ACTIVE && !c->closing)
+            c->ops->drain(c);
+        tg_worker_mark_dirty(w, c);
+    }
+    /* a shorter tick while draining, so the end is noticed promptly */
+    uv_timer_start(&w->tick, on_tick, 50, 50);
+    maybe_finish(w);
+}
+
+void tg_worker_drain(struct tg_worker *w)
+{
+    struct drain_msg *dm = tg_xcalloc(1, sizeof(*dm));
+    dm->msg.deliver = on_drain;
+    dm->w = w;
+    tg_worker_post(w, &dm->msg);
+}
+
+static void close_walk(uv_handle_t *h, void *arg)
+{
+    (void)arg;
+    if (!uv_is_closing(h))
+        uv_close(h, NULL);
+}
+
+static void *loop_main(void *arg)
+{
+    struct tg_worker *w = arg;
+    uv_run(&w->loop, UV_RUN_DEFAULT);
+    /* stopped by pump_exit: every connection and call is gone; close the loop's handles */
+    uv_walk(&w->loop, close_walk, NULL);
+    uv_run(&w->loop, UV_RUN_DEFAULT);
+    return NULL;
+}
+
+struct tg_worker *tg_worker_new(struct tg_gateway *gw, int id)
+{
+    struct tg_worker *w = tg_xcalloc(1, sizeof(*w));
+    w->id = id;
+    w->gw = gw;
+    w->limits = &gw->config->limits;
+    uv_loop_init(&w->loop);
+    pthread_mutex_init(&w->mb_mu, NULL);
+    uv_async_init(&w->loop, &w->async, on_async);
+    w->async.data = w;
+    uv_prepare_init(&w->loop, &w->prepare);
+    w->prepare.data = w;
+    uv_prepare_start(&w->prepare, on_prepare);
+    uv_timer_init(&w->loop, &w->tick);
+    w->tick.data = w;
+    uv_timer_start(&w->tick, on_tick, 1000, 1000);
+    w->listen_polls = tg_xcalloc(gw->n_listeners, sizeof(uv_poll_t));
+    w->n_listen_polls = gw->n_listeners;
+    for (size_t i = 0; i < gw->n_listeners; i++) {
+        uv_poll_init(&w->loop, &w->listen_polls[i], gw->listeners[i].fd);
+        w->listen_polls[i].data = w;
+        uv_poll_start(&w->listen_polls[i], UV_READABLE, on_accept);
+    }
+    w->cq = grpc_completion_queue_create_for_next(NULL);
+    w->pump_exit.msg.deliver = on_pump_exit;
+    return w;
+}
+
+int tg_worker_start(struct tg_worker *w)
+{
+    if (pthread_create(&w->pump, NULL, pump_main, w) != 0)
+        return -1;
+    if (pthread_create(&w->thread, NULL, loop_main, w) != 0)
+        return -1;
+    return 0;
+}
+
+void tg_worker_join_free(struct tg_worker *w)
+{
+    pthread_join(w->thread, NULL);
+    pthread_join(w->pump, NULL);
+    grpc_completion_queue_destroy(w->cq);
+    uv_loop_close(&w->loop);
+    pthread_mutex_destroy(&w->mb_mu);
+    free(w->listen_polls);
+    free(w);
+}
