@@ -13,7 +13,7 @@ pkgs=(
   libhiredis-dev libcurl4-openssl-dev zlib1g-dev libcmocka-dev libuv1-dev
   # test clients and servers (real ones, never mocks)
   nghttp2-client curl redis-server protobuf-compiler protobuf-compiler-grpc
-  python3-grpcio python3-protobuf python3-jwt python3-cryptography
+  python3-grpcio python3-protobuf python3-jwt python3-cryptography python3-h2 openssl
 )
 if [ "${1:-}" = "--bench" ]; then
   pkgs+=(nginx-light)

@@ -58,6 +58,10 @@ struct sim_call {
     grpc_slice details_slice;
     int cancelled;
     struct sim_job job; /* while the device holds the call */
+#define SIM_ECHO_MAX 8
+    grpc_metadata echo[SIM_ECHO_MAX]; /* echoed metadata (see echo_metadata) */
+    grpc_metadata trailer[SIM_ECHO_MAX];
+    size_t n_echo, n_trailer;
 };
 
 struct sim_server {
@@ -76,6 +80,7 @@ struct sim_server {
     FILE *record;
 
     atomic_ullong calls[M_ALL];
+    atomic_ullong cancelled; /* calls whose client cancelled (or whose deadline passed) */
     atomic_ullong errors;
     atomic_ullong unimplemented;
     atomic_llong inflight;
@@ -86,6 +91,14 @@ static void post_slot(struct sim_server *srv, int method);
 
 static void free_call(struct sim_call *c)
 {
+    for (size_t i = 0; i < c->n_echo; i++) {
+        grpc_slice_unref(c->echo[i].key);
+        grpc_slice_unref(c->echo[i].value);
+    }
+    for (size_t i = 0; i < c->n_trailer; i++) {
+        grpc_slice_unref(c->trailer[i].key);
+        grpc_slice_unref(c->trailer[i].value);
+    }
     if (c->payload)
         grpc_byte_buffer_destroy(c->payload);
     grpc_metadata_array_destroy(&c->md);
@@ -98,6 +111,23 @@ static void free_call(struct sim_call *c)
     free(c);
 }
 
+/* Request metadata "x-tfsim-echo-<k>" comes back as initial metadata "<k>", and
+ * "x-tfsim-trailer-<k>" as trailing metadata "<k>": tests use it to check that a proxy passes
+ * metadata through unchanged in both directions. */
+static size_t echo_metadata(struct sim_call *c, const char *prefix, grpc_metadata *out, size_t cap)
+{
+    size_t n = 0, plen = strlen(prefix);
+    for (size_t i = 0; i < c->md.count && n < cap; i++) {
+        const grpc_slice *k = &c->md.metadata[i].key;
+        if (GRPC_SLICE_LENGTH(*k) > plen && memcmp(GRPC_SLICE_START_PTR(*k), prefix, plen) == 0) {
+            out[n].key = grpc_slice_sub(*k, plen, GRPC_SLICE_LENGTH(*k));
+            out[n].value = grpc_slice_ref(c->md.metadata[i].value);
+            n++;
+        }
+    }
+    return n;
+}
+
 /* Sends the answer in |c->res|; the batch's completion frees the call. */
 static void send_answer(struct sim_call *c)
 {
@@ -107,6 +137,9 @@ static void send_answer(struct sim_call *c)
 
     memset(ops, 0, sizeof(ops));
     ops[n].op = GRPC_OP_SEND_INITIAL_METADATA;
+    c->n_echo = echo_metadata(c, "x-tfsim-echo-", c->echo, SIM_ECHO_MAX);
+    ops[n].data.send_initial_metadata.count = c->n_echo;
+    ops[n].data.send_initial_metadata.metadata = c->echo;
     n++;
     if (c->res.status.code == GRPC_STATUS_OK && c->res.body != NULL) {
         grpc_slice s = grpc_slice_new(c->res.body, c->res.body_len, free);
@@ -120,6 +153,9 @@ static void send_answer(struct sim_call *c)
     c->details_slice =
         grpc_slice_from_copied_string(c->res.status.message ? c->res.status.message : "");
     ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
+    c->n_trailer = echo_metadata(c, "x-tfsim-trailer-", c->trailer, SIM_ECHO_MAX);
+    ops[n].data.send_status_from_server.trailing_metadata_count = c->n_trailer;
+    ops[n].data.send_status_from_server.trailing_metadata = c->trailer;
     ops[n].data.send_status_from_server.status = c->res.status.code;
     ops[n].data.send_status_from_server.status_details = &c->details_slice;
     n++;
@@ -204,6 +240,7 @@ static void stats_json(struct sim_server *srv, struct sim_result *res)
     json_object_set_new(root, "calls", calls);
     json_object_set_new(root, "models", models);
     json_object_set_new(root, "errors", json_integer((json_int_t)atomic_load(&srv->errors)));
+    json_object_set_new(root, "cancelled", json_integer((json_int_t)atomic_load(&srv->cancelled)));
     json_object_set_new(root, "unimplemented",
                         json_integer((json_int_t)atomic_load(&srv->unimplemented)));
     /* the Stats call itself is in flight; leave it out */
@@ -237,6 +274,7 @@ static void control(struct sim_server *srv, const uint8_t *req, size_t len, stru
         for (int m = 0; m < M_ALL; m++)
             atomic_store(&srv->calls[m], 0);
         atomic_store(&srv->errors, 0);
+        atomic_store(&srv->cancelled, 0);
         atomic_store(&srv->max_inflight, 0);
         for (size_t i = 0; i < srv->reg->n_models; i++)
             atomic_store(&srv->reg->models[i]->calls, 0);
@@ -383,6 +421,8 @@ static void *cq_thread(void *arg)
             on_new_call(srv, c);
             break;
         case TAG_SENT:
+            if (c->cancelled || !ev.success)
+                atomic_fetch_add(&srv->cancelled, 1);
             atomic_fetch_sub(&srv->inflight, 1);
             free_call(c);
             break;

@@ -8,7 +8,7 @@
 #include "tfgate/arena.h"
 #include "tfgate/common.h"
 
-#define CHUNK_SIZE 4096
+#define CHUNK_SIZE      4096
 #define LARGE_THRESHOLD (CHUNK_SIZE / 4)
 
 struct tg_arena_chunk {

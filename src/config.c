@@ -29,11 +29,13 @@ const char tg_usage[] =
     "\n"
     "  --listen ADDR          listen for HTTP/1.1 and h2c on ADDR (host:port, [v6]:port, :port;\n"
     "                         port 0 picks one). Repeatable. Default 127.0.0.1:8501\n"
-    "  --tls-listen ADDR      listen for TLS (ALPN h2, http/1.1) on ADDR; needs --tls-cert/--tls-key\n"
+    "  --tls-listen ADDR      listen for TLS (ALPN h2, http/1.1) on ADDR; needs "
+    "--tls-cert/--tls-key\n"
     "  --tls-cert FILE        PEM certificate chain for --tls-listen\n"
     "  --tls-key FILE         PEM private key for --tls-listen\n"
     "  --backend [POOL=]T[,T...]  a pool of TF Serving replicas (host:port, dns:///name:port);\n"
-    "                         POOL defaults to \"default\". A pool named gpu* is tagged device gpu,\n"
+    "                         POOL defaults to \"default\". A pool named gpu* is tagged device "
+    "gpu,\n"
     "                         others cpu. Repeatable (one pool each)\n"
     "  --route MODEL=POOL     send MODEL (or * for every other model) to POOL. Repeatable.\n"
     "                         Without routes, * goes to the only pool, or to \"default\"\n"
@@ -362,7 +364,8 @@ static int jkeys(struct jctx *c, json_t *obj, const char *const *allowed)
     json_t *v;
     if (!json_is_object(obj))
         return jfail(c, "must be an object");
-    json_object_foreach(obj, key, v) {
+    json_object_foreach(obj, key, v)
+    {
         const char *const *a;
         for (a = allowed; *a; a++) {
             if (strcmp(*a, key) == 0)
@@ -450,9 +453,10 @@ static int parse_listen(struct jctx *c, json_t *j, struct tg_listen_cfg *l)
 
 static int parse_pool(struct jctx *c, const char *name, json_t *j, struct tg_pool_cfg *p)
 {
-    static const char *const keys[] = {"device",       "targets",   "channels",
-                                       "reconnect_backoff_ms", "keepalive_ms",
-                                       "keepalive_timeout_ms", "tls", NULL};
+    static const char *const keys[] = {"device",       "targets",
+                                       "channels",     "reconnect_backoff_ms",
+                                       "keepalive_ms", "keepalive_timeout_ms",
+                                       "tls",          NULL};
     static const char *const bkeys[] = {"initial", "max", NULL};
     static const char *const tkeys[] = {"ca", "cert", "key", "server_name", NULL};
     json_t *targets, *v;
@@ -473,7 +477,8 @@ static int parse_pool(struct jctx *c, const char *name, json_t *j, struct tg_poo
     if (!json_is_array(targets) || json_array_size(targets) == 0)
         return jfail(c, "must be a non-empty list of \"host:port\" or \"dns:///name:port\"");
     p->targets = tg_xcalloc(json_array_size(targets), sizeof(char *));
-    json_array_foreach(targets, i, v) {
+    json_array_foreach(targets, i, v)
+    {
         if (!json_is_string(v) || json_string_length(v) == 0) {
             jpush(c, NULL, (long)i);
             return jfail(c, "must be a non-empty string");
@@ -516,10 +521,10 @@ static int parse_pool(struct jctx *c, const char *name, json_t *j, struct tg_poo
 static int parse_limits(struct jctx *c, json_t *j, struct tg_limits *l)
 {
     static const char *const keys[] = {
-        "max_header_bytes",  "max_headers",      "max_body_bytes",     "max_message_bytes",
+        "max_header_bytes",       "max_headers",       "max_body_bytes",     "max_message_bytes",
         "max_concurrent_streams", "header_timeout_ms", "request_timeout_ms", "idle_timeout_ms",
-        "default_deadline_ms", "max_deadline_ms", "drain_timeout_ms",   "max_connections",
-        "max_output_bytes",  "reset_burst",      "reset_rate",         NULL};
+        "default_deadline_ms",    "max_deadline_ms",   "drain_timeout_ms",   "max_connections",
+        "max_output_bytes",       "reset_burst",       "reset_rate",         NULL};
     if (jkeys(c, j, keys) != 0 || ju32(c, j, "max_header_bytes", &l->max_header_bytes) != 0 ||
         ju32(c, j, "max_headers", &l->max_headers) != 0 ||
         juint(c, j, "max_body_bytes", (uint64_t)1 << 40, &l->max_body_bytes) != 0 ||
@@ -555,15 +560,18 @@ static int validate(struct tg_config *c, char *err, size_t errlen)
     for (size_t i = 0; i < c->n_pools; i++) {
         for (size_t k = 0; k < i; k++) {
             if (strcmp(c->pools[i].name, c->pools[k].name) == 0) {
-                snprintf(err, errlen, "%s: pool '%s' is defined twice", c->source, c->pools[i].name);
+                snprintf(err, errlen, "%s: pool '%s' is defined twice", c->source,
+                         c->pools[i].name);
                 return -1;
             }
         }
     }
     if (c->n_routes == 0) {
-        const struct tg_pool_cfg *def = c->n_pools == 1 ? &c->pools[0] : tg_config_pool(c, "default");
+        const struct tg_pool_cfg *def =
+            c->n_pools == 1 ? &c->pools[0] : tg_config_pool(c, "default");
         if (def == NULL) {
-            snprintf(err, errlen, "%s: several pools and no routes: add a route for \"*\"", c->source);
+            snprintf(err, errlen, "%s: several pools and no routes: add a route for \"*\"",
+                     c->source);
             return -1;
         }
         c->routes = tg_xcalloc(1, sizeof(*c->routes));
@@ -579,7 +587,8 @@ static int validate(struct tg_config *c, char *err, size_t errlen)
         }
         for (size_t k = 0; k < i; k++) {
             if (strcmp(c->routes[i].model, c->routes[k].model) == 0) {
-                snprintf(err, errlen, "%s: two routes for model '%s'", c->source, c->routes[i].model);
+                snprintf(err, errlen, "%s: two routes for model '%s'", c->source,
+                         c->routes[i].model);
                 return -1;
             }
         }
@@ -591,8 +600,9 @@ static int validate(struct tg_config *c, char *err, size_t errlen)
     if (l->max_concurrent_streams == 0 || l->max_headers == 0 || l->max_header_bytes < 1024 ||
         l->max_message_bytes < 1024 || l->max_body_bytes < 1024 || l->max_connections == 0 ||
         l->max_output_bytes < 16384) {
-        snprintf(err, errlen, "%s: a limit is too small (streams, headers >= 1; header bytes, "
-                              "body and message >= 1024; output >= 16384; connections >= 1)",
+        snprintf(err, errlen,
+                 "%s: a limit is too small (streams, headers >= 1; header bytes, "
+                 "body and message >= 1024; output >= 16384; connections >= 1)",
                  c->source);
         return -1;
     }
@@ -606,8 +616,8 @@ static int validate(struct tg_config *c, char *err, size_t errlen)
 int tg_config_parse_json(const char *text, size_t len, const char *origin, struct tg_config **out,
                          char *err, size_t errlen)
 {
-    static const char *const keys[] = {"workers", "log_level", "listen", "pools", "routes",
-                                       "limits",  NULL};
+    static const char *const keys[] = {"workers", "log_level", "listen", "pools",
+                                       "routes",  "limits",    NULL};
     static const char *const rkeys[] = {"model", "pool", "timeout_ms", "max_timeout_ms", NULL};
     struct jctx c = {.text = text, .len = len, .origin = origin, .err = err, .errlen = errlen};
     struct tg_config *cfg = tg_xcalloc(1, sizeof(*cfg));
@@ -627,7 +637,8 @@ int tg_config_parse_json(const char *text, size_t len, const char *origin, struc
     if (jkeys(&c, root, keys) != 0 || ju32(&c, root, "workers", &cfg->workers) != 0)
         goto fail;
     if ((v = json_object_get(root, "log_level")) != NULL) {
-        if (!json_is_string(v) || (cfg->log_level = tg_log_level_from_name(json_string_value(v))) < 0) {
+        if (!json_is_string(v) ||
+            (cfg->log_level = tg_log_level_from_name(json_string_value(v))) < 0) {
             old = jpush(&c, "log_level", 0);
             jfail(&c, "must be error, warn, info or debug");
             goto fail;
@@ -640,7 +651,8 @@ int tg_config_parse_json(const char *text, size_t len, const char *origin, struc
         goto fail;
     }
     cfg->listens = tg_xcalloc(json_array_size(v), sizeof(*cfg->listens));
-    json_array_foreach(v, i, e) {
+    json_array_foreach(v, i, e)
+    {
         size_t o2 = jpush(&c, NULL, (long)i);
         cfg->n_listens++;
         if (parse_listen(&c, e, &cfg->listens[i]) != 0)
@@ -656,7 +668,8 @@ int tg_config_parse_json(const char *text, size_t len, const char *origin, struc
         goto fail;
     }
     cfg->pools = tg_xcalloc(json_object_size(v), sizeof(*cfg->pools));
-    json_object_foreach(v, key, e) {
+    json_object_foreach(v, key, e)
+    {
         size_t o2 = jpush(&c, key, 0);
         if (parse_pool(&c, key, e, &cfg->pools[cfg->n_pools++]) != 0)
             goto fail;
@@ -671,11 +684,13 @@ int tg_config_parse_json(const char *text, size_t len, const char *origin, struc
             goto fail;
         }
         cfg->routes = tg_xcalloc(json_array_size(v) + 1, sizeof(*cfg->routes));
-        json_array_foreach(v, i, e) {
+        json_array_foreach(v, i, e)
+        {
             size_t o2 = jpush(&c, NULL, (long)i);
             struct tg_route_cfg *r = &cfg->routes[cfg->n_routes++];
             if (jkeys(&c, e, rkeys) != 0 || jstr(&c, e, "model", &r->model) != 0 ||
-                jstr(&c, e, "pool", &r->pool) != 0 || ju32(&c, e, "timeout_ms", &r->timeout_ms) != 0 ||
+                jstr(&c, e, "pool", &r->pool) != 0 ||
+                ju32(&c, e, "timeout_ms", &r->timeout_ms) != 0 ||
                 ju32(&c, e, "max_timeout_ms", &r->max_timeout_ms) != 0)
                 goto fail;
             if (r->model == NULL || r->pool == NULL) {
@@ -857,7 +872,8 @@ int tg_config_from_args(int argc, char **argv, struct tg_config **out,
             }
             free(copy);
             if (p->n_targets == 0 || name[0] == '\0') {
-                snprintf(err, errlen, "--backend '%s': expected [POOL=]host:port[,host:port...]", optarg);
+                snprintf(err, errlen, "--backend '%s': expected [POOL=]host:port[,host:port...]",
+                         optarg);
                 goto out;
             }
             flags_given = 1;
@@ -925,7 +941,8 @@ int tg_config_from_args(int argc, char **argv, struct tg_config **out,
             rv = 0;
             goto out;
         default:
-            snprintf(err, errlen, "unknown or incomplete option '%s' (see --help)", argv[optind - 1]);
+            snprintf(err, errlen, "unknown or incomplete option '%s' (see --help)",
+                     argv[optind - 1]);
             goto out;
         }
     }
@@ -938,8 +955,9 @@ int tg_config_from_args(int argc, char **argv, struct tg_config **out,
         size_t len;
         char *text;
         if (flags_given || tls_cert || tls_key || channels) {
-            snprintf(err, errlen, "--config excludes --listen, --backend, --route, --tls-* and "
-                                  "the limit flags: put them in the file");
+            snprintf(err, errlen,
+                     "--config excludes --listen, --backend, --route, --tls-* and "
+                     "the limit flags: put them in the file");
             goto out;
         }
         text = read_file(config_path, &len);

@@ -134,7 +134,8 @@ static int conn_write(struct tg_conn *c)
                 return -1;
             }
         } else {
-            int r = SSL_write(c->ssl, tg_buf_data(&c->out), (int)(len > INT32_MAX ? INT32_MAX : len));
+            int r =
+                SSL_write(c->ssl, tg_buf_data(&c->out), (int)(len > INT32_MAX ? INT32_MAX : len));
             if (r <= 0) {
                 int err = SSL_get_error(c->ssl, r);
                 if (err == SSL_ERROR_WANT_WRITE || err == SSL_ERROR_WANT_READ)
@@ -163,7 +164,8 @@ static void do_handshake(struct tg_conn *c)
     int err = SSL_get_error(c->ssl, r);
     if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE)
         return;
-    tg_log(TG_LOG_DEBUG, "tls", "conn=%llu peer=%s handshake failed", (unsigned long long)c->id, c->peer);
+    tg_log(TG_LOG_DEBUG, "tls", "conn=%llu peer=%s handshake failed", (unsigned long long)c->id,
+           c->peer);
     ERR_clear_error();
     tg_conn_close(c, 1);
 }

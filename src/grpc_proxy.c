@@ -64,7 +64,8 @@ static char *b64_encode(struct tg_arena *a, const uint8_t *in, size_t len, size_
     return out;
 }
 
-static int b64_decode(struct tg_arena *a, const char *in, size_t len, uint8_t **out, size_t *out_len)
+static int b64_decode(struct tg_arena *a, const char *in, size_t len, uint8_t **out,
+                      size_t *out_len)
 {
     uint8_t *buf = tg_arena_alloc(a, len * 3 / 4 + 3, 1);
     uint32_t acc = 0;
@@ -160,7 +161,8 @@ static void on_upstream_done(struct tg_upstream_call *call, void *user)
         /* the backend never answered: say which pool and replica failed */
         size_t cap = dlen + 256;
         msg = tg_arena_alloc(&st->arena, cap, 1);
-        dlen = (size_t)snprintf(msg, cap, "tfgate: upstream pool '%s' (%s) replica %s unavailable: %.*s",
+        dlen = (size_t)snprintf(msg, cap,
+                                "tfgate: upstream pool '%s' (%s) replica %s unavailable: %.*s",
                                 px->pool->cfg->name, px->pool->cfg->device, px->replica->target,
                                 (int)GRPC_SLICE_LENGTH(call->details), details);
         if (dlen >= cap)
@@ -187,8 +189,7 @@ out:
 
 /* The deadline the backend sees: the client's grpc-timeout clamped to the route's maximum,
  * else the route's default. */
-static gpr_timespec deadline_for(struct tg_stream *st, const struct tg_route_cfg *route,
-                                 int *bad)
+static gpr_timespec deadline_for(struct tg_stream *st, const struct tg_route_cfg *route, int *bad)
 {
     const struct tg_limits *lim = st->w->limits;
     uint64_t max = route->max_timeout_ms ? route->max_timeout_ms : lim->max_deadline_ms;
@@ -205,7 +206,8 @@ static gpr_timespec deadline_for(struct tg_stream *st, const struct tg_route_cfg
     }
     if (ms > max)
         ms = max;
-    return gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_millis((int64_t)ms, GPR_TIMESPAN));
+    return gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
+                        gpr_time_from_millis((int64_t)ms, GPR_TIMESPAN));
 }
 
 static void make_request_id(struct tg_stream *st, struct proxy *px)
@@ -239,8 +241,8 @@ static void make_request_id(struct tg_stream *st, struct proxy *px)
     r[8] = (uint8_t)((r[8] & 0x3f) | 0x80);
     char *id = tg_arena_alloc(&st->arena, 37, 1);
     snprintf(id, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", r[0],
-             r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10], r[11], r[12], r[13], r[14],
-             r[15]);
+             r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10], r[11], r[12], r[13],
+             r[14], r[15]);
     px->request_id = id;
     px->request_id_len = 36;
 }
@@ -269,8 +271,8 @@ static void on_request(struct tg_stream *st)
     }
     const struct tg_header *enc = tg_stream_header(st, "grpc-encoding");
     rv = tg_grpc_unframe(tg_buf_data(&st->body), tg_buf_size(&st->body),
-                         st->w->limits->max_message_bytes, enc ? enc->value : NULL, &st->arena, &msg,
-                         &msg_len, &why);
+                         st->w->limits->max_message_bytes, enc ? enc->value : NULL, &st->arena,
+                         &msg, &msg_len, &why);
     if (rv != 0) {
         char text[200];
         snprintf(text, sizeof(text), "tfgate: %s", why);
@@ -308,8 +310,8 @@ static void on_request(struct tg_stream *st)
     /* metadata: the client's headers minus hop-by-hop, host, authorization and gRPC's own;
      * plus x-request-id */
     make_request_id(st, px);
-    grpc_metadata *md = tg_arena_zalloc(&st->arena, (st->n_headers + 1) * sizeof(*md),
-                                        _Alignof(grpc_metadata));
+    grpc_metadata *md =
+        tg_arena_zalloc(&st->arena, (st->n_headers + 1) * sizeof(*md), _Alignof(grpc_metadata));
     size_t n_md = 0;
     int has_id = 0;
     for (size_t i = 0; i < st->n_headers; i++) {

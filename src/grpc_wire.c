@@ -27,7 +27,8 @@ const char *const tg_grpc_method_paths[TG_GM_COUNT] = {
 int tg_grpc_method_from_path(const char *path, size_t len)
 {
     for (int i = 0; i < TG_GM_COUNT; i++) {
-        if (strlen(tg_grpc_method_paths[i]) == len && memcmp(tg_grpc_method_paths[i], path, len) == 0)
+        if (strlen(tg_grpc_method_paths[i]) == len &&
+            memcmp(tg_grpc_method_paths[i], path, len) == 0)
             return i;
     }
     return -1;
@@ -123,11 +124,13 @@ int tg_grpc_unframe(const uint8_t *body, size_t len, uint64_t max, const char *e
         *why = "invalid gRPC message flag";
         return TG_EINVAL;
     }
-    if (encoding == NULL || (strcasecmp(encoding, "gzip") != 0 && strcasecmp(encoding, "deflate") != 0)) {
+    if (encoding == NULL ||
+        (strcasecmp(encoding, "gzip") != 0 && strcasecmp(encoding, "deflate") != 0)) {
         *why = "compressed message with an unsupported grpc-encoding";
         return TG_EUNIMPLEMENTED;
     }
-    int rv = inflate_message(body + 5, n, strcasecmp(encoding, "gzip") == 0, max, arena, msg, msg_len);
+    int rv =
+        inflate_message(body + 5, n, strcasecmp(encoding, "gzip") == 0, max, arena, msg, msg_len);
     if (rv == TG_ETOOLARGE)
         *why = "request message larger than the gateway's limit once decompressed";
     else if (rv != 0)
@@ -320,7 +323,8 @@ int tg_grpc_model_spec(enum tg_grpc_method method, const uint8_t *msg, size_t le
     if (spec->version_choice_case == TENSORFLOW__SERVING__MODEL_SPEC__VERSION_CHOICE_VERSION) {
         out->has_version = 1;
         out->version = spec->version ? spec->version->value : 0;
-    } else if (spec->version_choice_case == TENSORFLOW__SERVING__MODEL_SPEC__VERSION_CHOICE_VERSION_LABEL) {
+    } else if (spec->version_choice_case ==
+               TENSORFLOW__SERVING__MODEL_SPEC__VERSION_CHOICE_VERSION_LABEL) {
         out->label = spec->version_label ? spec->version_label : "";
     }
     return 0;
@@ -334,9 +338,20 @@ static int is_token_char(unsigned char c)
 int tg_grpc_header_forwardable(const char *name, size_t nlen, const char *value, size_t vlen)
 {
     static const char *const dropped[] = {
-        "host", "authorization", "connection", "keep-alive", "proxy-connection",
-        "transfer-encoding", "upgrade", "te", "content-type", "content-length", "user-agent",
-        "http2-settings", "proxy-authorization", "x-tfgate-subject",
+        "host",
+        "authorization",
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "transfer-encoding",
+        "upgrade",
+        "te",
+        "content-type",
+        "content-length",
+        "user-agent",
+        "http2-settings",
+        "proxy-authorization",
+        "x-tfgate-subject",
     };
     if (nlen == 0 || name[0] == ':')
         return 0;

@@ -26,15 +26,15 @@ struct tg_h1 {
     struct tg_buf field, value; /* a header field being assembled from parser pieces */
     struct tg_buf url;
     int in_value;
-    int in_message;             /* between message begin and message complete */
-    int keep_alive;             /* of the current request */
-    int close_after;            /* close once the current response is out */
-    int header_written;         /* the current response's head is in the output */
-    struct tg_buf pending;      /* input received while the parser was paused */
+    int in_message;        /* between message begin and message complete */
+    int keep_alive;        /* of the current request */
+    int close_after;       /* close once the current response is out */
+    int header_written;    /* the current response's head is in the output */
+    struct tg_buf pending; /* input received while the parser was paused */
     uint32_t next_id;
     uint64_t message_start_ms;
-    int upgrade_h2c;            /* the current request asked for h2c with valid settings */
-    uint8_t *h2_settings;       /* its HTTP2-Settings, decoded */
+    int upgrade_h2c;      /* the current request asked for h2c with valid settings */
+    uint8_t *h2_settings; /* its HTTP2-Settings, decoded */
     size_t h2_settings_len;
     int draining;
 };
@@ -48,9 +48,9 @@ static int flush_header(struct tg_h1 *h1)
 {
     if (h1->st == NULL || tg_buf_size(&h1->field) == 0)
         return 0;
-    int rv = tg_stream_add_header(h1->st, (const char *)tg_buf_data(&h1->field),
-                                  tg_buf_size(&h1->field), (const char *)tg_buf_data(&h1->value),
-                                  tg_buf_size(&h1->value));
+    int rv =
+        tg_stream_add_header(h1->st, (const char *)tg_buf_data(&h1->field), tg_buf_size(&h1->field),
+                             (const char *)tg_buf_data(&h1->value), tg_buf_size(&h1->value));
     h1->field.off = h1->field.len = 0;
     h1->value.off = h1->value.len = 0;
     h1->in_value = 0;
@@ -149,7 +149,8 @@ static int on_headers_complete(http_parser *p)
 
     flush_header(h1);
     st->method = http_method_str((enum http_method)p->method);
-    st->path = tg_arena_strndup(&st->arena, (const char *)tg_buf_data(&h1->url), tg_buf_size(&h1->url));
+    st->path =
+        tg_arena_strndup(&st->arena, (const char *)tg_buf_data(&h1->url), tg_buf_size(&h1->url));
     st->path_len = tg_buf_size(&h1->url);
     h1->keep_alive = http_should_keep_alive(p) && !h1->draining;
 
@@ -322,7 +323,8 @@ static int h1_produce(struct tg_conn *c)
     if (!h1->header_written) {
         char line[128];
         int keep = h1->keep_alive && !h1->draining && !h1->close_after;
-        int n = snprintf(line, sizeof(line), "HTTP/1.1 %d %s\r\n", st->status, tg_http_reason(st->status));
+        int n = snprintf(line, sizeof(line), "HTTP/1.1 %d %s\r\n", st->status,
+                         tg_http_reason(st->status));
         tg_buf_append(&c->out, line, (size_t)n);
         for (size_t i = 0; i < st->n_resp_headers; i++)
             append_header(&c->out, st->resp_headers[i].name, st->resp_headers[i].name_len,
@@ -396,7 +398,8 @@ static void h1_tick(struct tg_conn *c, uint64_t now)
 
     if (h1->in_message && h1->st != NULL && !h1->st->responded) {
         uint64_t age = now - h1->message_start_ms;
-        if ((!h1->st->headers_done && age > lim->header_timeout_ms) || age > lim->request_timeout_ms) {
+        if ((!h1->st->headers_done && age > lim->header_timeout_ms) ||
+            age > lim->request_timeout_ms) {
             /* the client is too slow sending its request */
             h1->close_after = 1;
             h1->keep_alive = 0;

@@ -53,7 +53,8 @@ static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *frame, void
     if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST)
         return 0;
     if (h2->conn->w->draining) {
-        nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, frame->hd.stream_id, NGHTTP2_REFUSED_STREAM);
+        nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, frame->hd.stream_id,
+                                  NGHTTP2_REFUSED_STREAM);
         return 0;
     }
     struct tg_stream *st = tg_stream_new(h2->conn, frame->hd.stream_id, 1);
@@ -136,12 +137,13 @@ static ssize_t read_body(nghttp2_session *s, int32_t id, uint8_t *buf, size_t le
     if (st->resp_body_off == st->resp_body_len) {
         *data_flags |= NGHTTP2_DATA_FLAG_EOF;
         if (st->has_trailers) {
-            nghttp2_nv *nva = tg_arena_alloc(&st->arena, st->n_trailers * sizeof(*nva),
-                                             _Alignof(nghttp2_nv));
+            nghttp2_nv *nva =
+                tg_arena_alloc(&st->arena, st->n_trailers * sizeof(*nva), _Alignof(nghttp2_nv));
             for (size_t i = 0; i < st->n_trailers; i++) {
-                nva[i] = (nghttp2_nv){(uint8_t *)st->trailers[i].name, (uint8_t *)st->trailers[i].value,
-                                      st->trailers[i].name_len, st->trailers[i].value_len,
-                                      NGHTTP2_NV_FLAG_NO_COPY_NAME | NGHTTP2_NV_FLAG_NO_COPY_VALUE};
+                nva[i] =
+                    (nghttp2_nv){(uint8_t *)st->trailers[i].name, (uint8_t *)st->trailers[i].value,
+                                 st->trailers[i].name_len, st->trailers[i].value_len,
+                                 NGHTTP2_NV_FLAG_NO_COPY_NAME | NGHTTP2_NV_FLAG_NO_COPY_VALUE};
             }
             *data_flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
             if (nghttp2_submit_trailer(s, id, nva, st->n_trailers) != 0)
@@ -164,9 +166,11 @@ static void h2_submit(struct tg_conn *c, struct tg_stream *st)
     nva[k++] = (nghttp2_nv){(uint8_t *)":status", (uint8_t *)status, 7, 3,
                             NGHTTP2_NV_FLAG_NO_COPY_NAME | NGHTTP2_NV_FLAG_NO_COPY_VALUE};
 #define ADD(h)                                                                                     \
-    nva[k++] = (nghttp2_nv){(uint8_t *)(h).name, (uint8_t *)(h).value, (h).name_len,              \
-                            (h).value_len,                                                         \
-                            NGHTTP2_NV_FLAG_NO_COPY_NAME | NGHTTP2_NV_FLAG_NO_COPY_VALUE}
+    nva[k++] = (nghttp2_nv)                                                                        \
+    {                                                                                              \
+        (uint8_t *)(h).name, (uint8_t *)(h).value, (h).name_len, (h).value_len,                    \
+            NGHTTP2_NV_FLAG_NO_COPY_NAME | NGHTTP2_NV_FLAG_NO_COPY_VALUE                           \
+    }
     for (size_t i = 0; i < st->n_resp_headers; i++)
         ADD(st->resp_headers[i]);
     if (st->trailers_only) { /* gRPC "Trailers-Only": one HEADERS frame ends the stream */

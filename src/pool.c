@@ -68,8 +68,9 @@ static grpc_channel *make_channel(const struct tg_pool_cfg *p, const struct tg_c
     grpc_arg args[16];
     size_t n = 0;
     /* Room for the gRPC prefix over the largest message. */
-    int max_msg = c->limits.max_message_bytes > INT_MAX - 64 ? INT_MAX
-                                                             : (int)c->limits.max_message_bytes + 64;
+    int max_msg = c->limits.max_message_bytes > INT_MAX - 64
+                      ? INT_MAX
+                      : (int)c->limits.max_message_bytes + 64;
 #define INT_ARG(k, v)                                                                              \
     do {                                                                                           \
         args[n].type = GRPC_ARG_INTEGER;                                                           \
@@ -139,8 +140,8 @@ struct tg_pools *tg_pools_new(struct tg_config *config, char *err, size_t errlen
                 struct tg_channel *ch = &rep->channels[rep->n_channels++];
                 ch->ch = make_channel(pc, config, rep->target, creds, k);
                 for (int m = 0; m < TG_GM_COUNT; m++)
-                    ch->methods[m] = grpc_channel_register_call(ch->ch, tg_grpc_method_paths[m],
-                                                                NULL, NULL);
+                    ch->methods[m] =
+                        grpc_channel_register_call(ch->ch, tg_grpc_method_paths[m], NULL, NULL);
                 grpc_channel_check_connectivity_state(ch->ch, 1); /* connect now */
             }
         }

@@ -38,11 +38,13 @@ static const struct tg_handler rest_handler = {"rest", small_body, rest_pending,
 
 static void grpc_over_http1(struct tg_stream *st)
 {
-    tg_stream_respond_error(st, TG_EINVAL, "gRPC needs HTTP/2 (h2c prior knowledge, Upgrade: h2c, "
-                                           "or TLS with ALPN h2)");
+    tg_stream_respond_error(st, TG_EINVAL,
+                            "gRPC needs HTTP/2 (h2c prior knowledge, Upgrade: h2c, "
+                            "or TLS with ALPN h2)");
 }
 
-static const struct tg_handler grpc_h1_handler = {"grpc-over-h1", small_body, grpc_over_http1, NULL};
+static const struct tg_handler grpc_h1_handler = {"grpc-over-h1", small_body, grpc_over_http1,
+                                                  NULL};
 
 const struct tg_handler *tg_router_pick(struct tg_stream *st)
 {

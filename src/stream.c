@@ -94,7 +94,8 @@ int tg_stream_add_header(struct tg_stream *st, const char *name, size_t nlen, co
             st->authority = v;
         return 0; /* :scheme and others are not needed */
     }
-    push_header(&st->arena, &st->headers, &st->n_headers, &st->headers_cap, name, nlen, value, vlen);
+    push_header(&st->arena, &st->headers, &st->n_headers, &st->headers_cap, name, nlen, value,
+                vlen);
     const struct tg_header *h = &st->headers[st->n_headers - 1];
     if (strcmp(h->name, "content-type") == 0) {
         st->content_type = h->value;

@@ -40,6 +40,7 @@ int tg_upstream_start(struct tg_worker *w, struct tg_upstream_call *c,
     c->done = done;
     c->user = user;
     c->replica = req->replica;
+    c->channel = req->channel->ch;
     c->tag.msg.deliver = on_complete;
     c->details = grpc_empty_slice();
     grpc_metadata_array_init(&c->initial_md);
@@ -109,10 +110,11 @@ void tg_upstream_dispose(struct tg_upstream_call *c)
 
 int tg_upstream_transport_failure(const struct tg_upstream_call *c)
 {
-    /* gRPC core marks a status that arrived from the server with "Error received from peer"
-     * in its debug string; anything else that is UNAVAILABLE was made up locally (connect
-     * failure, reset, no address). */
+    /* gRPC core reports a reset connection as "Error received from peer" just like a status
+     * the server sent, so the text cannot tell them apart. The channel can: after a status
+     * from a live backend it is still READY; after a transport failure it is reconnecting
+     * or failing. */
     if (c->status != GRPC_STATUS_UNAVAILABLE)
         return 0;
-    return c->error_string == NULL || strstr(c->error_string, "Error received from peer") == NULL;
+    return grpc_channel_check_connectivity_state(c->channel, 0) != GRPC_CHANNEL_READY;
 }

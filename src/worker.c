@@ -154,7 +154,8 @@ static void *pump_main(void *arg)
 {
     struct tg_worker *w = arg;
     for (;;) {
-        grpc_event ev = grpc_completion_queue_next(w->cq, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
+        grpc_event ev =
+            grpc_completion_queue_next(w->cq, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
         if (ev.type == GRPC_QUEUE_SHUTDOWN)
             break;
         if (ev.type != GRPC_OP_COMPLETE)
@@ -207,6 +208,7 @@ static void on_drain(struct tg_msg *msg)
     w->drain_deadline_ms = tg_worker_now(w) + w->limits->drain_timeout_ms;
     for (size_t i = 0; i < w->n_listen_polls; i++)
         uv_poll_stop(&w->listen_polls[i]);
+    atomic_fetch_add(&w->gw->listeners_released, 1); /* main may close the sockets now */
     for (struct tg_conn *c = w->conns; c != NULL; c = c->next) {
         if (c->state == TG_CONN_ACTIVE && !c->closing)
             c->ops->drain(c);

@@ -8,11 +8,11 @@
 
 #include <stddef.h>
 
-#define TG_LIKELY(x) __builtin_expect(!!(x), 1)
-#define TG_UNLIKELY(x) __builtin_expect(!!(x), 0)
-#define TG_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+#define TG_LIKELY(x)                       __builtin_expect(!!(x), 1)
+#define TG_UNLIKELY(x)                     __builtin_expect(!!(x), 0)
+#define TG_ARRAY_SIZE(a)                   (sizeof(a) / sizeof((a)[0]))
 #define tg_container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
-#define TG_PRINTF(f, a) __attribute__((format(printf, f, a)))
+#define TG_PRINTF(f, a)                    __attribute__((format(printf, f, a)))
 
 /* Allocate or abort; never return NULL. Safe from any thread. */
 void *tg_xmalloc(size_t n);

@@ -23,25 +23,25 @@ struct tg_listen_cfg {
 
 struct tg_pool_cfg {
     char *name;
-    char *device;                  /* "cpu" or "gpu" */
+    char *device; /* "cpu" or "gpu" */
     size_t n_targets;
-    char **targets;                /* one replica each: "host:port", "dns:///name:port", "ipv4:..." */
-    uint32_t channels;             /* channels (connections) per replica; default 2 */
-    uint32_t backoff_initial_ms;   /* reconnect backoff; default 200 */
-    uint32_t backoff_max_ms;       /* default 5000 (gRPC's own default is 120 s) */
-    uint32_t keepalive_ms;         /* default 30000; 0 = off */
+    char **targets;              /* one replica each: "host:port", "dns:///name:port", "ipv4:..." */
+    uint32_t channels;           /* channels (connections) per replica; default 2 */
+    uint32_t backoff_initial_ms; /* reconnect backoff; default 200 */
+    uint32_t backoff_max_ms;     /* default 5000 (gRPC's own default is 120 s) */
+    uint32_t keepalive_ms;       /* default 30000; 0 = off */
     uint32_t keepalive_timeout_ms; /* default 10000 */
     int tls;                       /* 1 = TLS to the backend */
     char *tls_ca;                  /* PEM roots; NULL = system roots */
     char *tls_cert;                /* client certificate (mTLS), or NULL */
     char *tls_key;
-    char *tls_server_name;         /* expected name in the backend's certificate, or NULL */
+    char *tls_server_name; /* expected name in the backend's certificate, or NULL */
 };
 
 struct tg_route_cfg {
-    char *model;          /* exact name or "*" */
-    char *pool;           /* a pool's name */
-    uint32_t timeout_ms;  /* deadline when the client sends none; 0 = limits.default_deadline_ms */
+    char *model;         /* exact name or "*" */
+    char *pool;          /* a pool's name */
+    uint32_t timeout_ms; /* deadline when the client sends none; 0 = limits.default_deadline_ms */
     uint32_t max_timeout_ms; /* clamp for client deadlines; 0 = limits.max_deadline_ms */
 };
 
@@ -91,8 +91,8 @@ int tg_config_from_args(int argc, char **argv, struct tg_config **out,
                         enum tg_config_action *action, char *err, size_t errlen);
 
 /* Parses a JSON configuration text; |origin| names it in messages. Same contract as above. */
-int tg_config_parse_json(const char *text, size_t len, const char *origin,
-                         struct tg_config **out, char *err, size_t errlen);
+int tg_config_parse_json(const char *text, size_t len, const char *origin, struct tg_config **out,
+                         char *err, size_t errlen);
 
 void tg_config_ref(struct tg_config *c);
 void tg_config_unref(struct tg_config *c);

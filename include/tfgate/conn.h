@@ -44,9 +44,9 @@ struct tg_proto_ops {
 };
 
 enum tg_conn_state {
-    TG_CONN_SNIFF = 0,  /* cleartext: waiting to see whether this is the HTTP/2 preface */
-    TG_CONN_HANDSHAKE,  /* TLS handshake in progress */
-    TG_CONN_ACTIVE,     /* a protocol is attached */
+    TG_CONN_SNIFF = 0, /* cleartext: waiting to see whether this is the HTTP/2 preface */
+    TG_CONN_HANDSHAKE, /* TLS handshake in progress */
+    TG_CONN_ACTIVE,    /* a protocol is attached */
 };
 
 struct tg_conn {
@@ -54,23 +54,23 @@ struct tg_conn {
     uint64_t id;
     int fd;
     uv_poll_t poll;
-    int poll_events;              /* UV_READABLE | UV_WRITABLE currently requested */
+    int poll_events; /* UV_READABLE | UV_WRITABLE currently requested */
     struct tg_listener *listener;
-    SSL *ssl;                     /* NULL on cleartext */
+    SSL *ssl; /* NULL on cleartext */
     enum tg_conn_state state;
     const struct tg_proto_ops *ops;
-    void *proto;                  /* struct tg_h1 or struct tg_h2, owned */
-    struct tg_buf in;             /* bytes read before a protocol was chosen */
-    struct tg_buf out;            /* bytes produced and not yet written */
-    char peer[64];                /* "ip:port" */
+    void *proto;       /* struct tg_h1 or struct tg_h2, owned */
+    struct tg_buf in;  /* bytes read before a protocol was chosen */
+    struct tg_buf out; /* bytes produced and not yet written */
+    char peer[64];     /* "ip:port" */
     uint64_t accepted_ms;
-    uint64_t last_active_ms;      /* last byte read or written */
-    int closing;                  /* close once flushed (or at once if |abort|) */
+    uint64_t last_active_ms; /* last byte read or written */
+    int closing;             /* close once flushed (or at once if |abort|) */
     int abort;
-    int read_paused;              /* output over its cap: stop reading */
-    int peer_closed;              /* read returned EOF */
-    int dirty;                    /* on the worker's dirty list */
-    struct tg_conn *next, *prev;  /* worker's list */
+    int read_paused;             /* output over its cap: stop reading */
+    int peer_closed;             /* read returned EOF */
+    int dirty;                   /* on the worker's dirty list */
+    struct tg_conn *next, *prev; /* worker's list */
     struct tg_conn *dirty_next;
 };
 

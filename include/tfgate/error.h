@@ -21,9 +21,9 @@ enum tg_error {
     TG_EUNIMPLEMENTED = -8, /* method or service the gateway does not serve */
     TG_ECANCELLED = -9,
     TG_EINTERNAL = -10,
-    TG_EMETHOD = -11,       /* HTTP method not allowed */
-    TG_ESHUTDOWN = -12,     /* the gateway is draining */
-    TG_ENOROUTE = -13,      /* no route for this model */
+    TG_EMETHOD = -11,   /* HTTP method not allowed */
+    TG_ESHUTDOWN = -12, /* the gateway is draining */
+    TG_ENOROUTE = -13,  /* no route for this model */
 };
 
 struct tg_error_info {

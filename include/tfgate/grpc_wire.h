@@ -37,8 +37,7 @@ int tg_grpc_method_from_path(const char *path, size_t len);
  * Returns 0, or TG_EINVAL (bad framing, not exactly one message; |*why| says which),
  * TG_ETOOLARGE (over |max|), TG_EUNIMPLEMENTED (compressed with an encoding not supported). */
 int tg_grpc_unframe(const uint8_t *body, size_t len, uint64_t max, const char *encoding,
-                    struct tg_arena *arena, const uint8_t **msg, size_t *msg_len,
-                    const char **why);
+                    struct tg_arena *arena, const uint8_t **msg, size_t *msg_len, const char **why);
 
 /* Parses a grpc-timeout value ("100m", "5S", "1H": 1-8 digits and a unit H M S m u n) into
  * milliseconds, rounded up. Returns 0, or -1 when malformed. */
@@ -49,8 +48,8 @@ int tg_grpc_parse_timeout(const char *s, size_t len, uint64_t *ms);
 size_t tg_grpc_percent_encode(const char *in, size_t len, char *out);
 
 struct tg_model_spec {
-    const char *name;      /* "" when the request has no ModelSpec */
-    int has_version;       /* version present (even 0) */
+    const char *name; /* "" when the request has no ModelSpec */
+    int has_version;  /* version present (even 0) */
     int64_t version;
     const char *label;     /* NULL unless version_label is set */
     const char *signature; /* "" = serving_default */

@@ -26,30 +26,30 @@ struct tg_pool_cfg;
 struct tg_route_cfg;
 
 struct tg_channel {
-    grpc_channel *ch;                  /* owned */
-    void *methods[TG_GM_COUNT];        /* grpc_channel_register_call handles */
+    grpc_channel *ch;           /* owned */
+    void *methods[TG_GM_COUNT]; /* grpc_channel_register_call handles */
 };
 
 struct tg_replica {
-    char *target;                      /* as configured */
+    char *target; /* as configured */
     size_t n_channels;
-    struct tg_channel *channels;       /* owned */
-    atomic_uint next;                  /* round-robin over channels */
-    atomic_ullong calls;               /* calls started on this replica */
-    atomic_llong inflight;             /* calls started and not yet completed */
+    struct tg_channel *channels; /* owned */
+    atomic_uint next;            /* round-robin over channels */
+    atomic_ullong calls;         /* calls started on this replica */
+    atomic_llong inflight;       /* calls started and not yet completed */
 };
 
 struct tg_pool {
-    const struct tg_pool_cfg *cfg;     /* points into the config snapshot the pools hold */
+    const struct tg_pool_cfg *cfg; /* points into the config snapshot the pools hold */
     size_t n_replicas;
-    struct tg_replica *replicas;       /* owned */
-    atomic_uint next;                  /* round-robin over replicas */
+    struct tg_replica *replicas; /* owned */
+    atomic_uint next;            /* round-robin over replicas */
 };
 
 struct tg_pools {
-    struct tg_config *config;          /* a reference */
+    struct tg_config *config; /* a reference */
     size_t n_pools;
-    struct tg_pool *pools;             /* owned, in config order */
+    struct tg_pool *pools; /* owned, in config order */
 };
 
 /* Creates every pool's channels and starts connecting them. Returns NULL with a message in

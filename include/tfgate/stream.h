@@ -33,55 +33,55 @@ struct tg_header {
 /* A request handler: chosen when the request headers are complete. */
 struct tg_handler {
     const char *name;
-    uint64_t (*body_limit)(struct tg_stream *st);  /* largest body accepted */
-    void (*on_request)(struct tg_stream *st);      /* the whole request has arrived */
-    void (*on_close)(struct tg_stream *st);        /* the client side is gone: cancel work */
+    uint64_t (*body_limit)(struct tg_stream *st); /* largest body accepted */
+    void (*on_request)(struct tg_stream *st);     /* the whole request has arrived */
+    void (*on_close)(struct tg_stream *st);       /* the client side is gone: cancel work */
 };
 
 struct tg_stream {
-    struct tg_conn *conn;     /* NULL once detached */
+    struct tg_conn *conn; /* NULL once detached */
     struct tg_worker *w;
-    int32_t id;               /* HTTP/2 stream id, or the request's number on an HTTP/1.1 conn */
+    int32_t id; /* HTTP/2 stream id, or the request's number on an HTTP/1.1 conn */
     int http2;
     int refs;
     struct tg_arena arena;
-    uint64_t start_ms;        /* loop clock at the first header */
+    uint64_t start_ms; /* loop clock at the first header */
 
     /* request */
-    const char *method;       /* ":method" */
-    const char *path;         /* ":path", raw (percent-encoded, with the query) */
+    const char *method; /* ":method" */
+    const char *path;   /* ":path", raw (percent-encoded, with the query) */
     size_t path_len;
     const char *authority;
     const char *content_type;
     struct tg_header *headers; /* regular headers, in arrival order */
     size_t n_headers;
     size_t headers_cap;
-    size_t header_bytes;      /* name + value + 32 per field (RFC 7541 size) */
-    int64_t content_length;   /* -1 when absent */
+    size_t header_bytes;    /* name + value + 32 per field (RFC 7541 size) */
+    int64_t content_length; /* -1 when absent */
     struct tg_buf body;
     int headers_done;
     int request_done;
-    int error;                /* TG_E* found while receiving, answered once possible */
+    int error; /* TG_E* found while receiving, answered once possible */
 
     const struct tg_handler *handler;
-    void *hdata;              /* the handler's per-request state (in the arena) */
+    void *hdata; /* the handler's per-request state (in the arena) */
 
     /* response, read by the protocol */
-    int responded;            /* a response was submitted */
-    int status;               /* HTTP status */
+    int responded; /* a response was submitted */
+    int status;    /* HTTP status */
     struct tg_header *resp_headers;
     size_t n_resp_headers;
     size_t resp_headers_cap;
     const uint8_t *resp_body; /* in the arena, or kept alive by a deferred destructor */
     size_t resp_body_len;
-    size_t resp_body_off;     /* bytes handed to the protocol so far */
+    size_t resp_body_off; /* bytes handed to the protocol so far */
     struct tg_header *trailers;
     size_t n_trailers;
     size_t trailers_cap;
-    int has_trailers;         /* send trailers after the body (gRPC) */
-    int trailers_only;        /* gRPC: one HEADERS frame with END_STREAM, no body */
+    int has_trailers;  /* send trailers after the body (gRPC) */
+    int trailers_only; /* gRPC: one HEADERS frame with END_STREAM, no body */
 
-    struct tg_stream *next;   /* the connection's list */
+    struct tg_stream *next; /* the connection's list */
 };
 
 /* Creates a stream for |conn| (refcount 1: the connection). */

@@ -27,26 +27,27 @@ typedef void tg_upstream_done_cb(struct tg_upstream_call *call, void *user);
 
 struct tg_upstream_req {
     struct tg_channel *channel;
-    struct tg_replica *replica;  /* for in-flight accounting; may be NULL */
+    struct tg_replica *replica; /* for in-flight accounting; may be NULL */
     enum tg_grpc_method method;
-    const grpc_metadata *md;     /* borrowed for the duration of tg_upstream_start */
+    const grpc_metadata *md; /* borrowed for the duration of tg_upstream_start */
     size_t n_md;
-    grpc_slice message;          /* the serialized request; referenced by the call */
+    grpc_slice message; /* the serialized request; referenced by the call */
     gpr_timespec deadline;
 };
 
 struct tg_upstream_call {
-    struct tg_cq_tag tag;        /* first member: the completion is posted as is */
+    struct tg_cq_tag tag; /* first member: the completion is posted as is */
     struct tg_worker *w;
     grpc_call *call;
+    grpc_channel *channel; /* the channel the call went out on (not owned) */
     struct tg_replica *replica;
-    grpc_metadata_array initial_md;  /* results, valid in |done| until dispose */
+    grpc_metadata_array initial_md; /* results, valid in |done| until dispose */
     grpc_metadata_array trailing_md;
     grpc_byte_buffer *send;
-    grpc_byte_buffer *recv;          /* NULL when no message came back */
+    grpc_byte_buffer *recv; /* NULL when no message came back */
     grpc_status_code status;
     grpc_slice details;
-    const char *error_string;        /* gRPC core's debug string (gpr_malloc'ed), or NULL */
+    const char *error_string; /* gRPC core's debug string (gpr_malloc'ed), or NULL */
     tg_upstream_done_cb *done;
     void *user;
     struct tg_upstream_call *prev, *next; /* the worker's in-flight list */
@@ -62,8 +63,8 @@ void tg_upstream_cancel(struct tg_upstream_call *call);
 /* Releases what the completion left (metadata, buffers, the call). After |done|. */
 void tg_upstream_dispose(struct tg_upstream_call *call);
 
-/* 1 when the call failed in the transport (connection refused, reset, no replica reachable)
- * rather than with a status the backend itself sent. */
+/* 1 when the call failed in the transport (connection refused or reset, no replica
+ * reachable) rather than with a status the backend itself sent. Call it in |done|. */
 int tg_upstream_transport_failure(const struct tg_upstream_call *call);
 
 #endif /* TG_UPSTREAM_H */

@@ -15,6 +15,7 @@
 #define TG_WORKER_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -41,19 +42,20 @@ struct tg_cq_tag {
 };
 
 struct tg_listener {
-    int fd;            /* listening socket, shared by every worker's poll */
-    SSL_CTX *ssl_ctx;  /* NULL for cleartext (HTTP/1.1 and h2c); owned */
-    char *name;        /* "127.0.0.1:8501" with the bound port */
+    int fd;           /* listening socket, shared by every worker's poll */
+    SSL_CTX *ssl_ctx; /* NULL for cleartext (HTTP/1.1 and h2c); owned */
+    char *name;       /* "127.0.0.1:8501" with the bound port */
 };
 
 /* What all workers share; built by main before the workers start, read-only after. */
 struct tg_gateway {
-    struct tg_config *config;      /* a reference */
+    struct tg_config *config; /* a reference */
     struct tg_pools *pools;
     size_t n_listeners;
     struct tg_listener *listeners;
     size_t n_workers;
     struct tg_worker **workers;
+    atomic_int listeners_released; /* workers that stopped polling the listeners (drain) */
 };
 
 struct tg_worker {
@@ -79,16 +81,16 @@ struct tg_worker {
     struct tg_cq_tag pump_exit; /* posted by the pump when the queue is shut down */
     int cq_shutdown;            /* grpc_completion_queue_shutdown called */
 
-    struct tg_conn *conns;      /* every open connection (owned) */
+    struct tg_conn *conns; /* every open connection (owned) */
     size_t n_conns;
-    struct tg_conn *dirty;      /* connections with output to produce or to close */
+    struct tg_conn *dirty;          /* connections with output to produce or to close */
     struct tg_upstream_call *calls; /* calls in flight (owned by their streams) */
     size_t n_calls;
 
     int draining;
     uint64_t drain_deadline_ms;
     uint64_t next_conn_id;
-    uint64_t now_ms;            /* loop time, refreshed every iteration */
+    uint64_t now_ms; /* loop time, refreshed every iteration */
 };
 
 /* Creates a worker (not started). Never NULL. */

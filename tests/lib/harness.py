@@ -103,8 +103,9 @@ class Proc:
         if self.alive():
             os.kill(self.pid, sig)
 
-    def stop(self, grace=10.0):
-        """SIGTERM, wait up to |grace| seconds, then SIGKILL. Returns the exit code."""
+    def stop(self, grace=15.0):
+        """SIGTERM, wait up to |grace| seconds (more than tfgate's default drain timeout), then
+        SIGKILL. Returns the exit code."""
         if self.alive():
             try:
                 os.kill(self.pid, signal.SIGTERM)
@@ -128,6 +129,9 @@ class Proc:
         self.p.wait(timeout=5)
         if self in _live:
             _live.remove(self)
+        if self.p.stdout:
+            self.p.stdout.close()
+        self._stderr.close()
         return self.p.returncode
 
 
@@ -183,3 +187,132 @@ def grpc_frame(msg: bytes) -> bytes:
     """gRPC length-prefixed message: flag 0, 4-byte big-endian length, bytes."""
     import struct
     return b"\0" + struct.pack(">I", len(msg)) + msg
+
+
+class Gateway(Proc):
+    """A tfgate process; |ports| are the bound ports of its listeners, in order."""
+
+    def __init__(self, *args, timeout=10.0):
+        argv = [binary("tfgate")] + list(args)
+        if "--config" not in args and "--listen" not in args and "--tls-listen" not in args:
+            argv += ["--listen", "127.0.0.1:0"]
+        super().__init__(argv, r"tfgate listening on \S*?:(\d+)", timeout=timeout)
+        deadline = time.monotonic() + timeout
+        want = sum(1 for a in args if a in ("--listen", "--tls-listen")) or 1
+        if "--config" in args:
+            want = 1  # the config file decides; tests that need more read self.lines
+        while len([l for l in self.lines if "listening on" in l]) < want and time.monotonic() < deadline:
+            time.sleep(0.01)  # the remaining lines were printed in the same flush
+        self.ports = [int(re.search(r":(\d+) \(", l).group(1)) for l in self.lines if "listening on" in l]
+        self.port = self.ports[0]
+        self.addr = "127.0.0.1:%d" % self.port
+
+    def channel(self, port=None, **kw):
+        import grpc
+        return grpc.insecure_channel("127.0.0.1:%d" % (port or self.port), options=[
+            ("grpc.max_receive_message_length", -1), ("grpc.max_send_message_length", -1)] +
+            list(kw.get("options", [])))
+
+
+def make_cert(tmpdir, name="tls"):
+    """A self-signed P-256 certificate for 127.0.0.1 and localhost; returns (cert, key)."""
+    cert, key = os.path.join(tmpdir, name + ".crt"), os.path.join(tmpdir, name + ".key")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                    "-nodes", "-keyout", key, "-out", cert, "-days", "2", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
+                   check=True, capture_output=True, timeout=30)
+    return cert, key
+
+
+class RawH2:
+    """A bare HTTP/2 client on python3-h2 for tests that real clients cannot provoke (resets,
+    oversized header lists, missing grpc-timeout). Every read is bounded in time."""
+
+    def __init__(self, port, settings=None, timeout=5.0):
+        import h2.config
+        import h2.connection
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        self.conn = h2.connection.H2Connection(config=h2.config.H2Configuration(
+            client_side=True, header_encoding="utf-8", validate_outbound_headers=False,
+            normalize_outbound_headers=False))
+        self.conn.initiate_connection()
+        if settings:
+            self.conn.update_settings(settings)
+        self.flush()
+        self.events = []
+        self.closed = False
+
+    def flush(self):
+        data = self.conn.data_to_send()
+        if data:
+            self.sock.sendall(data)
+
+    def request(self, path, headers=(), body=b"", end=True, grpc=True):
+        sid = self.conn.get_next_available_stream_id()
+        hdrs = [(":method", "POST"), (":scheme", "http"), (":authority", "localhost"), (":path", path)]
+        if grpc:
+            hdrs += [("content-type", "application/grpc"), ("te", "trailers")]
+        hdrs += list(headers)
+        self.conn.send_headers(sid, hdrs, end_stream=end and not body)
+        if body:
+            self.conn.send_data(sid, body, end_stream=end)
+        self.flush()
+        return sid
+
+    def pump(self, until, timeout=5.0):
+        """Reads events until until(events) is true, the connection closes, or |timeout|."""
+        import h2.events
+        deadline = time.monotonic() + timeout
+        while not until(self.events) and not self.closed:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            self.sock.settimeout(left)
+            try:
+                data = self.sock.recv(65536)
+            except (socket.timeout, TimeoutError):
+                break
+            except OSError:
+                self.closed = True
+                break
+            if not data:
+                self.closed = True
+                break
+            for ev in self.conn.receive_data(data):
+                self.events.append(ev)
+                if isinstance(ev, h2.events.DataReceived):
+                    self.conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+                if isinstance(ev, h2.events.ConnectionTerminated):
+                    self.closed = True
+            try:
+                self.flush()
+            except OSError:
+                self.closed = True
+        return self.events
+
+    def stream_done(self, sid):
+        import h2.events
+        return lambda evs: any(isinstance(e, (h2.events.StreamEnded, h2.events.StreamReset)) and
+                               e.stream_id == sid for e in evs)
+
+    def headers_of(self, sid):
+        import h2.events
+        out = {}
+        for e in self.events:
+            if isinstance(e, (h2.events.ResponseReceived, h2.events.TrailersReceived)) and e.stream_id == sid:
+                for k, v in e.headers:
+                    out[k.decode() if isinstance(k, bytes) else k] = v.decode() if isinstance(v, bytes) else v
+        return out
+
+    def reset_of(self, sid):
+        import h2.events
+        for e in self.events:
+            if isinstance(e, h2.events.StreamReset) and e.stream_id == sid:
+                return e.error_code
+        return None
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
