@@ -77,6 +77,7 @@ static void set_defaults(struct tg_config *c)
         .max_output_bytes = 1u << 20,
         .reset_burst = 1000,
         .reset_rate = 33,
+        .sweep_interval_ms = 1000,
     };
 }
 
@@ -520,11 +521,23 @@ static int parse_pool(struct jctx *c, const char *name, json_t *j, struct tg_poo
 
 static int parse_limits(struct jctx *c, json_t *j, struct tg_limits *l)
 {
-    static const char *const keys[] = {
-        "max_header_bytes",       "max_headers",       "max_body_bytes",     "max_message_bytes",
-        "max_concurrent_streams", "header_timeout_ms", "request_timeout_ms", "idle_timeout_ms",
-        "default_deadline_ms",    "max_deadline_ms",   "drain_timeout_ms",   "max_connections",
-        "max_output_bytes",       "reset_burst",       "reset_rate",         NULL};
+    static const char *const keys[] = {"max_header_bytes",
+                                       "max_headers",
+                                       "max_body_bytes",
+                                       "max_message_bytes",
+                                       "max_concurrent_streams",
+                                       "header_timeout_ms",
+                                       "request_timeout_ms",
+                                       "idle_timeout_ms",
+                                       "default_deadline_ms",
+                                       "max_deadline_ms",
+                                       "drain_timeout_ms",
+                                       "max_connections",
+                                       "max_output_bytes",
+                                       "reset_burst",
+                                       "reset_rate",
+                                       "sweep_interval_ms",
+                                       NULL};
     if (jkeys(c, j, keys) != 0 || ju32(c, j, "max_header_bytes", &l->max_header_bytes) != 0 ||
         ju32(c, j, "max_headers", &l->max_headers) != 0 ||
         juint(c, j, "max_body_bytes", (uint64_t)1 << 40, &l->max_body_bytes) != 0 ||
@@ -539,7 +552,8 @@ static int parse_limits(struct jctx *c, json_t *j, struct tg_limits *l)
         ju32(c, j, "max_connections", &l->max_connections) != 0 ||
         ju32(c, j, "max_output_bytes", &l->max_output_bytes) != 0 ||
         ju32(c, j, "reset_burst", &l->reset_burst) != 0 ||
-        ju32(c, j, "reset_rate", &l->reset_rate) != 0)
+        ju32(c, j, "reset_rate", &l->reset_rate) != 0 ||
+        ju32(c, j, "sweep_interval_ms", &l->sweep_interval_ms) != 0)
         return -1;
     return 0;
 }
@@ -599,10 +613,10 @@ static int validate(struct tg_config *c, char *err, size_t errlen)
     }
     if (l->max_concurrent_streams == 0 || l->max_headers == 0 || l->max_header_bytes < 1024 ||
         l->max_message_bytes < 1024 || l->max_body_bytes < 1024 || l->max_connections == 0 ||
-        l->max_output_bytes < 16384) {
+        l->max_output_bytes < 16384 || l->sweep_interval_ms < 10) {
         snprintf(err, errlen,
                  "%s: a limit is too small (streams, headers >= 1; header bytes, "
-                 "body and message >= 1024; output >= 16384; connections >= 1)",
+                 "body and message >= 1024; output >= 16384; connections >= 1; sweep >= 10 ms)",
                  c->source);
         return -1;
     }

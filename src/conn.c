@@ -229,18 +229,24 @@ void tg_conn_flush(struct tg_conn *c)
 {
     if (!c->abort && c->state == TG_CONN_ACTIVE) {
         /* produce until the output is at its limit or nothing is left, writing as we go */
-        for (int round = 0; round < 64; round++) {
+        for (int round = 0;; round++) {
             size_t before = tg_buf_size(&c->out);
             if (c->ops->produce(c) != 0) {
                 c->closing = 1;
                 break;
             }
+            int produced = tg_buf_size(&c->out) > before;
             if (conn_write(c) != 0) {
                 c->abort = 1;
                 break;
             }
-            if (tg_buf_size(&c->out) > 0 || tg_buf_size(&c->out) == before)
-                break; /* the socket is full, or nothing more to produce */
+            if (tg_buf_size(&c->out) > 0 || !produced)
+                break; /* the socket is full (we poll for writable), or nothing is left */
+            if (round == 64) {
+                /* fair share used: continue on the next loop iteration */
+                tg_worker_mark_dirty(c->w, c);
+                break;
+            }
         }
         if (!c->closing && c->ops->finished(c))
             c->closing = 1;

@@ -111,10 +111,27 @@ void tg_upstream_dispose(struct tg_upstream_call *c)
 int tg_upstream_transport_failure(const struct tg_upstream_call *c)
 {
     /* gRPC core reports a reset connection as "Error received from peer" just like a status
-     * the server sent, so the text cannot tell them apart. The channel can: after a status
-     * from a live backend it is still READY; after a transport failure it is reconnecting
-     * or failing. */
+     * the server sent, so its debug string cannot tell them apart. Two signals can: after a
+     * transport failure the channel is reconnecting or failing rather than READY (but the
+     * call may complete before the state changes), and the message is one of gRPC core's own
+     * transport texts, which a TF Serving handler never sends. */
+    static const char *const transport_texts[] = {
+        "Socket closed",        "Connection reset by peer",
+        "failed to connect",    "Connection refused",
+        "Broken pipe",          "GOAWAY received",
+        "keepalive watchdog",   "Endpoint read failed",
+        "Transport closed",     "connections to all backends failing",
+        "Connection timed out", "Network is unreachable",
+    };
     if (c->status != GRPC_STATUS_UNAVAILABLE)
         return 0;
-    return grpc_channel_check_connectivity_state(c->channel, 0) != GRPC_CHANNEL_READY;
+    if (grpc_channel_check_connectivity_state(c->channel, 0) != GRPC_CHANNEL_READY)
+        return 1;
+    size_t len = GRPC_SLICE_LENGTH(c->details);
+    const char *d = (const char *)GRPC_SLICE_START_PTR(c->details);
+    for (size_t i = 0; i < TG_ARRAY_SIZE(transport_texts); i++) {
+        if (memmem(d, len, transport_texts[i], strlen(transport_texts[i])) != NULL)
+            return 1;
+    }
+    return 0;
 }

@@ -259,7 +259,7 @@ struct tg_worker *tg_worker_new(struct tg_gateway *gw, int id)
     uv_prepare_start(&w->prepare, on_prepare);
     uv_timer_init(&w->loop, &w->tick);
     w->tick.data = w;
-    uv_timer_start(&w->tick, on_tick, 1000, 1000);
+    uv_timer_start(&w->tick, on_tick, w->limits->sweep_interval_ms, w->limits->sweep_interval_ms);
     w->listen_polls = tg_xcalloc(gw->n_listeners, sizeof(uv_poll_t));
     w->n_listen_polls = gw->n_listeners;
     for (size_t i = 0; i < gw->n_listeners; i++) {

@@ -61,6 +61,7 @@ struct tg_limits {
     uint32_t max_output_bytes;       /* queued output per connection before reading stops; 1 MiB */
     uint32_t reset_burst;            /* nghttp2 stream reset rate limit (CVE-2023-44487) */
     uint32_t reset_rate;             /* resets per second after the burst */
+    uint32_t sweep_interval_ms;      /* how often timeouts are checked (their granularity); 1 s */
 };
 
 struct tg_config {

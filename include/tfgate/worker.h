@@ -72,7 +72,7 @@ struct tg_worker {
     struct tg_msg *mb_head, *mb_tail;
 
     uv_prepare_t prepare; /* before the loop sleeps: flush output, close what is closing */
-    uv_timer_t tick;      /* 1 s sweep: header, request and idle timeouts; drain deadline */
+    uv_timer_t tick;      /* sweep: header, request and idle timeouts; drain deadline */
     uv_poll_t *listen_polls;
     size_t n_listen_polls;
 

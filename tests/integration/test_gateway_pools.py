@@ -116,6 +116,30 @@ class TestReplicas(unittest.TestCase):
             self.assertEqual(gw.stop(), 0, gw.stderr())
 
 
+class TestBackendUnavailable(unittest.TestCase):
+    def test_batcher_queue_full_passes_through_unchanged(self):
+        gpu = harness.Sim("--device", "gpu", "--compute-us", "200000", "--max-batch", "1",
+                          "--concurrency", "1", "--queue-limit", "1", "--batch-window-us", "0")
+        gw = harness.Gateway("--backend", "gpu=" + gpu.addr)
+        try:
+            with gw.channel() as ch:
+                stub = prediction_service_pb2_grpc.PredictionServiceStub(ch)
+                futures = [stub.Predict.future(predict(), timeout=10) for _ in range(8)]
+                errors = []
+                for f in futures:
+                    try:
+                        f.result()
+                    except grpc.RpcError as e:
+                        errors.append((e.code(), e.details()))
+            self.assertGreater(len(errors), 0)
+            for e in errors:  # TF Serving's own status: not rewritten as a transport failure
+                self.assertEqual(e, (grpc.StatusCode.UNAVAILABLE,
+                                     "The batch scheduling queue to which this task was submitted is full"))
+        finally:
+            self.assertEqual(gw.stop(), 0, gw.stderr())
+            gpu.stop()
+
+
 class TestRoutes(unittest.TestCase):
     def test_cpu_and_gpu_pools(self):
         with tempfile.TemporaryDirectory() as tmp:

@@ -37,10 +37,12 @@ static void addresses(void **state)
 static void json_defaults_and_routes(void **state)
 {
     (void)state;
-    const char *doc = "{\"listen\": [{\"address\": \"127.0.0.1:0\"}],"
-                      " \"pools\": {\"gpu\": {\"device\": \"gpu\", \"targets\": [\"a:1\", \"b:2\"]},"
-                      "            \"cpu\": {\"targets\": [\"c:3\"]}},"
-                      " \"routes\": [{\"model\": \"resnet\", \"pool\": \"gpu\"}, {\"model\": \"*\", \"pool\": \"cpu\"}]}";
+    const char *doc =
+        "{\"listen\": [{\"address\": \"127.0.0.1:0\"}],"
+        " \"pools\": {\"gpu\": {\"device\": \"gpu\", \"targets\": [\"a:1\", \"b:2\"]},"
+        "            \"cpu\": {\"targets\": [\"c:3\"]}},"
+        " \"routes\": [{\"model\": \"resnet\", \"pool\": \"gpu\"}, {\"model\": \"*\", \"pool\": "
+        "\"cpu\"}]}";
     struct tg_config *c;
     char err[256];
     assert_int_equal(tg_config_parse_json(doc, strlen(doc), "t.json", &c, err, sizeof(err)), 0);
@@ -65,10 +67,12 @@ static void json_errors(void **state)
     const char *dup = "{\"listen\": [], \"listen\": []}";
     assert_int_equal(tg_config_parse_json(dup, strlen(dup), "d.json", &c, err, sizeof(err)), -1);
     assert_non_null(strstr(err, "duplicate"));
-    const char *bad = "{\"listen\": [{\"address\": \":1\"}],\n \"pools\": {\"p\": {\"targets\": [\"a:1\", 5]}}}";
+    const char *bad =
+        "{\"listen\": [{\"address\": \":1\"}],\n \"pools\": {\"p\": {\"targets\": [\"a:1\", 5]}}}";
     assert_int_equal(tg_config_parse_json(bad, strlen(bad), "b.json", &c, err, sizeof(err)), -1);
     assert_string_equal(err, "b.json:2:37: pools.p.targets[1]: must be a non-empty string");
-    const char *deep = "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]";
+    const char *deep = "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]"
+                       "]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]";
     assert_int_equal(tg_config_parse_json(deep, strlen(deep), "x.json", &c, err, sizeof(err)), -1);
 }
 

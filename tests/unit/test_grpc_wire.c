@@ -44,15 +44,18 @@ static void unframe(void **state)
     assert_memory_equal(msg, "abc", 3);
     assert_int_equal(tg_grpc_unframe(body, 0, 100, NULL, &a, &msg, &len, &why), TG_EINVAL);
     assert_int_equal(tg_grpc_unframe(body, 4, 100, NULL, &a, &msg, &len, &why), TG_EINVAL);
-    assert_int_equal(tg_grpc_unframe(body, 7, 100, NULL, &a, &msg, &len, &why), TG_EINVAL); /* short */
+    assert_int_equal(tg_grpc_unframe(body, 7, 100, NULL, &a, &msg, &len, &why),
+                     TG_EINVAL); /* short */
     frame(body + 8, 0, 0);
-    assert_int_equal(tg_grpc_unframe(body, 13, 100, NULL, &a, &msg, &len, &why), TG_EINVAL); /* two */
+    assert_int_equal(tg_grpc_unframe(body, 13, 100, NULL, &a, &msg, &len, &why),
+                     TG_EINVAL); /* two */
     assert_int_equal(tg_grpc_unframe(body, 8, 2, NULL, &a, &msg, &len, &why), TG_ETOOLARGE);
     frame(body, 7, 3);
     assert_int_equal(tg_grpc_unframe(body, 8, 100, NULL, &a, &msg, &len, &why), TG_EINVAL);
     frame(body, 1, 3);
     assert_int_equal(tg_grpc_unframe(body, 8, 100, NULL, &a, &msg, &len, &why), TG_EUNIMPLEMENTED);
-    assert_int_equal(tg_grpc_unframe(body, 8, 100, "snappy", &a, &msg, &len, &why), TG_EUNIMPLEMENTED);
+    assert_int_equal(tg_grpc_unframe(body, 8, 100, "snappy", &a, &msg, &len, &why),
+                     TG_EUNIMPLEMENTED);
     tg_arena_dispose(&a);
 }
 
@@ -84,11 +87,14 @@ static void unframe_gzip_and_bomb(void **state)
     assert_int_equal(len, sizeof(plain));
     assert_int_equal(msg[len - 1], 'z');
     /* a decompression bomb stops at the limit instead of inflating without bound */
-    assert_int_equal(tg_grpc_unframe(body, 5 + plen, 50000, "gzip", &a, &msg, &len, &why), TG_ETOOLARGE);
+    assert_int_equal(tg_grpc_unframe(body, 5 + plen, 50000, "gzip", &a, &msg, &len, &why),
+                     TG_ETOOLARGE);
     /* truncated or corrupt streams are refused */
-    assert_int_equal(tg_grpc_unframe(body, 5 + plen / 2, 1 << 20, "gzip", &a, &msg, &len, &why), TG_EINVAL);
+    assert_int_equal(tg_grpc_unframe(body, 5 + plen / 2, 1 << 20, "gzip", &a, &msg, &len, &why),
+                     TG_EINVAL);
     frame(body, 1, (uint32_t)(plen / 2));
-    assert_int_not_equal(tg_grpc_unframe(body, 5 + plen / 2, 1 << 20, "gzip", &a, &msg, &len, &why), 0);
+    assert_int_not_equal(tg_grpc_unframe(body, 5 + plen / 2, 1 << 20, "gzip", &a, &msg, &len, &why),
+                         0);
     tg_arena_dispose(&a);
 }
 
@@ -179,8 +185,9 @@ static void model_spec(void **state)
     assert_int_equal(tg_grpc_model_spec(TG_GM_PREDICT, (const uint8_t *)"\xff\xff\xff", 3, &a, &s),
                      TG_EINVAL);
     assert_int_equal(tg_grpc_model_spec(TG_GM_PREDICT, buf, n - 1, &a, &s), TG_EINVAL);
-    assert_int_equal(tg_grpc_model_spec(TG_GM_PREDICT, (const uint8_t *)"\x0a\x05\x0a\x09", 4, &a, &s),
-                     TG_EINVAL);
+    assert_int_equal(
+        tg_grpc_model_spec(TG_GM_PREDICT, (const uint8_t *)"\x0a\x05\x0a\x09", 4, &a, &s),
+        TG_EINVAL);
 
     /* MultiInference: tasks = 1, each {model_spec = 1, method_name = 2} */
     uint8_t mi[64];
@@ -239,15 +246,16 @@ static void forwardable(void **state)
 #undef F
     assert_int_equal(tg_grpc_method_from_path("/tensorflow.serving.PredictionService/Predict", 45),
                      TG_GM_PREDICT);
-    assert_int_equal(tg_grpc_method_from_path("/tensorflow.serving.PredictionService/Predic", 44), -1);
+    assert_int_equal(tg_grpc_method_from_path("/tensorflow.serving.PredictionService/Predic", 44),
+                     -1);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(unframe),    cmocka_unit_test(unframe_gzip_and_bomb),
-        cmocka_unit_test(timeouts),   cmocka_unit_test(percent),
-        cmocka_unit_test(model_spec), cmocka_unit_test(model_spec_never_crashes_on_noise),
+        cmocka_unit_test(unframe),     cmocka_unit_test(unframe_gzip_and_bomb),
+        cmocka_unit_test(timeouts),    cmocka_unit_test(percent),
+        cmocka_unit_test(model_spec),  cmocka_unit_test(model_spec_never_crashes_on_noise),
         cmocka_unit_test(forwardable),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
