@@ -153,6 +153,10 @@ def main():
                 time.sleep(0.05)
             targets = [("tfs-sim direct", None, sim.port), ("tfgate", gw.pid, gw.port),
                        ("nginx grpc_pass", nginx.pid, nport)]
+            # memory first, on fresh processes: after the load runs the heaps hold free memory
+            # that new connections would reuse, and the growth would read as zero
+            for tname, pid, port in targets[1:]:
+                memory.append((tname, rss_kb(pid), idle_connections_memory(pid, port, a.conns)))
             cases = [("small Predict (4 floats)", small, a.n, 4, 32),
                      ("large Predict (224x224x3 floats)", large, max(1000, a.n // 30), 4, 4)]
             for cname, body, n, c, m in cases:
@@ -167,8 +171,6 @@ def main():
                     st = sim.stats()
                     med = benchlib.median_run(runs)
                     results.append((cname, tname, c, m, n, med, pid, st["errors"], st["calls"]["Predict"]))
-            for tname, pid, port in targets[1:]:
-                memory.append((tname, idle_connections_memory(pid, port, a.conns), rss_kb(pid)))
         finally:
             os.killpg(nginx.pid, 15)
             nginx.wait(timeout=10)
@@ -186,10 +188,10 @@ def main():
         print("| %s | %s | %d/%d | %d | %.0f | %.2f | %.2f | %s | %.1f | %d |" % (
             cname, tname, c, m, n, med["rps"], med["p50"], med["p99"], proxy, simcpu, errors))
     print()
-    print("| target | RSS per idle HTTP/2 connection (%d connections) | RSS after the run |" % a.conns)
+    print("| target | RSS at start | RSS per idle HTTP/2 connection (%d connections) |" % a.conns)
     print("|---|---|---|")
-    for tname, per, total in memory:
-        print("| %s | %.1f KiB | %.1f MiB |" % (tname, per / 1024, total / 1024))
+    for tname, start, per in memory:
+        print("| %s | %.1f MiB | %.1f KiB |" % (tname, start / 1024, per / 1024))
     return 0
 
 
