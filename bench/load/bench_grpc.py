@@ -49,6 +49,7 @@ http {{
     }}
     server {{
         listen 127.0.0.1:{port} http2;
+        keepalive_requests 100000000;  # the default 1000 closes h2load's connections mid-run
         client_max_body_size 64m;
         client_body_buffer_size 4m;
         http2_max_concurrent_streams 128;
@@ -179,14 +180,14 @@ def main():
 
     print("gRPC passthrough, medians of %d runs; %s" % (a.reps, benchlib.header()))
     print()
-    print("| request | target | h2load -c/-m | requests | req/s | p50 ms | p99 ms | proxy CPU µs/req | tfs-sim CPU µs/req | gRPC errors |")
+    print("| request | target | h2load -c/-m | requests done | req/s | p50 ms | p99 ms | proxy CPU µs/req | tfs-sim CPU µs/req | gRPC errors |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for cname, tname, c, m, n, med, pid, errors, calls in results:
         cpu = med["cpu_us_per_req"]
         proxy = "%.1f" % cpu[pid] if pid else "—"
         simcpu = [v for k, v in cpu.items() if k != pid][0]
         print("| %s | %s | %d/%d | %d | %.0f | %.2f | %.2f | %s | %.1f | %d |" % (
-            cname, tname, c, m, n, med["rps"], med["p50"], med["p99"], proxy, simcpu, errors))
+            cname, tname, c, m, med["succeeded"], med["rps"], med["p50"], med["p99"], proxy, simcpu, errors))
     print()
     print("| target | RSS at start | RSS per idle HTTP/2 connection (%d connections) |" % a.conns)
     print("|---|---|---|")

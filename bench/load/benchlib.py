@@ -59,7 +59,10 @@ def measure(proc_pids, url, body, n, c, m, headers=(), extra=()):
     """One h2load run with the CPU seconds each of |proc_pids| spent during it."""
     before = {pid: cpu_seconds(pid) for pid in proc_pids}
     r = h2load(url, body, n, c, m, headers, extra)
-    r["cpu_us_per_req"] = {pid: (cpu_seconds(pid) - before[pid]) * 1e6 / n for pid in proc_pids}
+    # divide by what completed: a server that closes connections early (nginx's
+    # keepalive_requests) ends h2load's clients before |n| requests
+    done = max(1, r["succeeded"])
+    r["cpu_us_per_req"] = {pid: (cpu_seconds(pid) - before[pid]) * 1e6 / done for pid in proc_pids}
     return r
 
 
@@ -67,6 +70,7 @@ def median_run(runs):
     """Element-wise medians over repeated runs of measure()."""
     out = {k: statistics.median(r[k] for r in runs) for k in ("rps", "p50", "p99")}
     out["failed"] = sum(r["failed"] for r in runs)
+    out["succeeded"] = statistics.median(r["succeeded"] for r in runs)
     pids = runs[0]["cpu_us_per_req"].keys()
     out["cpu_us_per_req"] = {pid: statistics.median(r["cpu_us_per_req"][pid] for r in runs) for pid in pids}
     return out
