@@ -39,7 +39,9 @@ const char tg_usage[] =
     "                         others cpu. Repeatable (one pool each)\n"
     "  --route MODEL=POOL     send MODEL (or * for every other model) to POOL. Repeatable.\n"
     "                         Without routes, * goes to the only pool, or to \"default\"\n"
-    "  --channels N           channels (connections) per replica (default 2)\n"
+    "  --channels N           connections per replica (default 2)\n"
+    "  --transport T          upstream transport for every pool: native (nghttp2 on the\n"
+    "                         workers' loops, the default) or grpc-core (gRPC core's C API)\n"
     "  --workers N            event-loop threads (default: one per core)\n"
     "  --max-message-bytes N  largest gRPC message either way (default 67108864)\n"
     "  --max-body-bytes N     largest HTTP request body (default 67108864)\n"
@@ -83,12 +85,22 @@ static void set_defaults(struct tg_config *c)
 
 static void pool_defaults(struct tg_pool_cfg *p)
 {
+    p->transport = TG_TRANSPORT_GRPC_CORE; /* TEMP until the native transport lands */
     p->device = tg_xstrdup("cpu");
     p->channels = 2;
     p->backoff_initial_ms = 200;
     p->backoff_max_ms = 5000;
     p->keepalive_ms = 30000;
     p->keepalive_timeout_ms = 10000;
+}
+
+int tg_config_transport_from_name(const char *name)
+{
+    if (strcmp(name, "native") == 0)
+        return TG_TRANSPORT_NATIVE;
+    if (strcmp(name, "grpc-core") == 0)
+        return TG_TRANSPORT_GRPC_CORE;
+    return -1;
 }
 
 static void free_config(struct tg_config *c)
@@ -473,6 +485,16 @@ static int parse_pool(struct jctx *c, const char *name, json_t *j, struct tg_poo
         jpop(c, old);
         return -1;
     }
+    if ((v = json_object_get(j, "transport")) != NULL) {
+        int t = json_is_string(v) ? tg_config_transport_from_name(json_string_value(v)) : -1;
+        if (t < 0) {
+            old = jpush(c, "transport", 0);
+            jfail(c, "must be \"native\" or \"grpc-core\"");
+            jpop(c, old);
+            return -1;
+        }
+        p->transport = (enum tg_transport)t;
+    }
     targets = json_object_get(j, "targets");
     old = jpush(c, "targets", 0);
     if (!json_is_array(targets) || json_array_size(targets) == 0)
@@ -797,6 +819,7 @@ enum {
     OPT_BACKEND,
     OPT_ROUTE,
     OPT_CHANNELS,
+    OPT_TRANSPORT,
     OPT_WORKERS,
     OPT_MAX_MESSAGE,
     OPT_MAX_BODY,
@@ -821,6 +844,7 @@ int tg_config_from_args(int argc, char **argv, struct tg_config **out,
         {"backend", required_argument, NULL, OPT_BACKEND},
         {"route", required_argument, NULL, OPT_ROUTE},
         {"channels", required_argument, NULL, OPT_CHANNELS},
+        {"transport", required_argument, NULL, OPT_TRANSPORT},
         {"workers", required_argument, NULL, OPT_WORKERS},
         {"max-message-bytes", required_argument, NULL, OPT_MAX_MESSAGE},
         {"max-body-bytes", required_argument, NULL, OPT_MAX_BODY},
@@ -836,7 +860,7 @@ int tg_config_from_args(int argc, char **argv, struct tg_config **out,
     };
     struct tg_config *c = tg_xcalloc(1, sizeof(*c));
     const char *config_path = NULL, *tls_cert = NULL, *tls_key = NULL;
-    int flags_given = 0, opt, rv = -1, channels = 0, workers_set = 0, log_set = 0;
+    int flags_given = 0, opt, rv = -1, channels = 0, workers_set = 0, log_set = 0, transport = -1;
     uint64_t v;
 
     set_defaults(c);
@@ -914,6 +938,12 @@ int tg_config_from_args(int argc, char **argv, struct tg_config **out,
             }
             channels = (int)v;
             break;
+        case OPT_TRANSPORT:
+            if ((transport = tg_config_transport_from_name(optarg)) < 0) {
+                snprintf(err, errlen, "--transport: native or grpc-core, not '%s'", optarg);
+                goto out;
+            }
+            break;
         case OPT_WORKERS:
             if (parse_u64("--workers", optarg, 256, &v, err, errlen) != 0)
                 goto out;
@@ -968,7 +998,7 @@ int tg_config_from_args(int argc, char **argv, struct tg_config **out,
     if (config_path != NULL) {
         size_t len;
         char *text;
-        if (flags_given || tls_cert || tls_key || channels) {
+        if (flags_given || tls_cert || tls_key || channels || transport >= 0) {
             snprintf(err, errlen,
                      "--config excludes --listen, --backend, --route, --tls-* and "
                      "the limit flags: put them in the file");
@@ -1009,9 +1039,11 @@ int tg_config_from_args(int argc, char **argv, struct tg_config **out,
         c->listens[i].tls_cert = tg_xstrdup(tls_cert);
         c->listens[i].tls_key = tg_xstrdup(tls_key);
     }
-    if (channels > 0) {
-        for (size_t i = 0; i < c->n_pools; i++)
+    for (size_t i = 0; i < c->n_pools; i++) {
+        if (channels > 0)
             c->pools[i].channels = (uint32_t)channels;
+        if (transport >= 0)
+            c->pools[i].transport = (enum tg_transport)transport;
     }
     if (validate(c, err, errlen) != 0)
         goto out;

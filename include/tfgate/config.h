@@ -21,9 +21,15 @@ struct tg_listen_cfg {
     char *tls_key;
 };
 
+enum tg_transport {
+    TG_TRANSPORT_NATIVE = 0, /* nghttp2 client on each worker's loop (upstream_h2.c) */
+    TG_TRANSPORT_GRPC_CORE,  /* gRPC core's C API (upstream_grpc.c) */
+};
+
 struct tg_pool_cfg {
     char *name;
-    char *device; /* "cpu" or "gpu" */
+    enum tg_transport transport; /* default native */
+    char *device;                /* "cpu" or "gpu" */
     size_t n_targets;
     char **targets;              /* one replica each: "host:port", "dns:///name:port", "ipv4:..." */
     uint32_t channels;           /* channels (connections) per replica; default 2 */
@@ -105,6 +111,9 @@ const struct tg_pool_cfg *tg_config_pool(const struct tg_config *c, const char *
 /* Parses "host:port", "[v6]:port" or ":port" (host "0.0.0.0"). Returns 0, or -1. |host| is
  * malloc'ed. */
 int tg_config_parse_address(const char *addr, char **host, int *port);
+
+/* "native" -> TG_TRANSPORT_NATIVE, "grpc-core" -> TG_TRANSPORT_GRPC_CORE; -1 otherwise. */
+int tg_config_transport_from_name(const char *name);
 
 extern const char tg_usage[];
 

@@ -1,70 +1,111 @@
 /*
  * upstream.h - the narrow interface to the upstream transport: start a unary gRPC call
- * (method, metadata, message bytes, deadline) and get one completion (status, message,
- * metadata, bytes). It is gRPC core today; everything above it only sees this, so the
- * transport can be measured alone (bench/micro) and replaced if a benchmark demands it.
+ * (method, metadata, message bytes, deadline) on a pool and get one completion (status,
+ * message, metadata, response bytes). Two transports implement it, chosen per pool:
  *
- * Ownership: the caller owns the struct tg_upstream_call (typically in its stream's arena)
- * and must keep it alive until |done| has run, even after tg_upstream_cancel().
- * Thread affinity: all functions on the worker's loop thread; |done| runs there too.
+ *   native     (upstream_h2.c)   an nghttp2 client on each worker's own loop: no thread hop,
+ *                                no locks; each worker keeps its own connections per replica
+ *   grpc-core  (upstream_grpc.c) gRPC core's C API: shared channels, a completion queue per
+ *                                worker drained by its pump thread
+ *
+ * Metadata travels in HTTP/2 wire form in both directions ("-bin" values base64-encoded, as
+ * on the wire), so a proxy forwards what it received without decoding it.
+ *
+ * Ownership: the caller owns the struct tg_upstream_call and the request data (message and
+ * metadata) and keeps them alive until |done| has run, even after tg_upstream_cancel(). Result
+ * strings and buffers live in the |arena| given at start.
+ * Thread affinity: the worker's loop thread; |done| runs there too, never from inside
+ * tg_upstream_start or tg_upstream_cancel.
  */
 #ifndef TG_UPSTREAM_H
 #define TG_UPSTREAM_H
 
 #include <stddef.h>
+#include <stdint.h>
 
-#include <grpc/grpc.h>
-#include <grpc/support/time.h>
-
+#include "tfgate/common.h"
 #include "tfgate/grpc_wire.h"
 #include "tfgate/worker.h"
 
-struct tg_channel;
+struct tg_arena;
+struct tg_pool;
 struct tg_replica;
 struct tg_upstream_call;
+struct tg_upstream_ops;
 
 typedef void tg_upstream_done_cb(struct tg_upstream_call *call, void *user);
 
-struct tg_upstream_req {
-    struct tg_channel *channel;
-    struct tg_replica *replica; /* for in-flight accounting; may be NULL */
-    enum tg_grpc_method method;
-    const grpc_metadata *md; /* borrowed for the duration of tg_upstream_start */
-    size_t n_md;
-    grpc_slice message; /* the serialized request; referenced by the call */
-    gpr_timespec deadline;
+/* A metadata entry in HTTP/2 wire form: lower-case name; "-bin" values base64-encoded. */
+struct tg_md {
+    const char *name;
+    size_t name_len;
+    const char *value;
+    size_t value_len;
 };
 
+struct tg_upstream_req {
+    struct tg_pool *pool;
+    enum tg_grpc_method method;
+    const struct tg_md *md; /* forwarded as is; borrowed until |done| */
+    size_t n_md;
+    const uint8_t *message; /* the serialized request, without the gRPC prefix */
+    size_t message_len;
+    uint64_t timeout_ms; /* the deadline the backend sees */
+};
+
+struct tg_upstream_result {
+    int status;          /* gRPC status code */
+    const char *message; /* status message (percent-decoded), "" when none */
+    size_t message_len;
+    struct tg_md *initial_md; /* response headers other than :status, content-type, grpc-* */
+    size_t n_initial_md;
+    struct tg_md *trailing_md; /* trailers other than grpc-status, grpc-message */
+    size_t n_trailing_md;
+    const uint8_t *response; /* the response message (no prefix), or NULL */
+    size_t response_len;
+    int transport_failure;      /* the backend never answered: refused, reset, unreachable */
+    struct tg_replica *replica; /* where the call went, or NULL if none was reachable */
+};
+
+/* Transport-private state, embedded so a call allocates nothing of its own. */
 struct tg_upstream_call {
-    struct tg_cq_tag tag; /* first member: the completion is posted as is */
-    struct tg_worker *w;
-    grpc_call *call;
-    grpc_channel *channel; /* the channel the call went out on (not owned) */
-    struct tg_replica *replica;
-    grpc_metadata_array initial_md; /* results, valid in |done| until dispose */
-    grpc_metadata_array trailing_md;
-    grpc_byte_buffer *send;
-    grpc_byte_buffer *recv; /* NULL when no message came back */
-    grpc_status_code status;
-    grpc_slice details;
-    const char *error_string; /* gRPC core's debug string (gpr_malloc'ed), or NULL */
+    struct tg_cq_tag tag; /* first: gRPC core's completion tag, and deferred completions */
+    struct tg_upstream_result result; /* valid in |done| */
     tg_upstream_done_cb *done;
     void *user;
+    struct tg_worker *w;
+    struct tg_arena *arena;
+    int started;                          /* |done| will run */
+    int finished;                         /* |done| ran */
+    const struct tg_upstream_ops *_ops;   /* private: the transport that took the call */
+    void *impl;                           /* the transport's per-call state (in |arena|) */
     struct tg_upstream_call *prev, *next; /* the worker's in-flight list */
-    int started;
 };
 
-/* Starts the call. Returns 0 (|done| will run exactly once), or -1 when gRPC refused the
- * batch (invalid metadata): nothing was sent and |done| will not run. */
-int tg_upstream_start(struct tg_worker *w, struct tg_upstream_call *call,
-                      const struct tg_upstream_req *req, tg_upstream_done_cb *done, void *user);
-/* Asks gRPC to cancel; |done| still runs (with CANCELLED or the real status). Idempotent. */
+/* Starts the call on a replica of |req->pool|. Always succeeds from the caller's point of
+ * view: |done| runs exactly once, later (with UNAVAILABLE and transport_failure when no
+ * replica can take it). */
+void tg_upstream_start(struct tg_worker *w, struct tg_upstream_call *call,
+                       const struct tg_upstream_req *req, struct tg_arena *arena,
+                       tg_upstream_done_cb *done, void *user);
+/* Asks the transport to cancel; |done| still runs (CANCELLED, or the status that won the
+ * race). Idempotent. */
 void tg_upstream_cancel(struct tg_upstream_call *call);
-/* Releases what the completion left (metadata, buffers, the call). After |done|. */
-void tg_upstream_dispose(struct tg_upstream_call *call);
 
-/* 1 when the call failed in the transport (connection refused or reset, no replica
- * reachable) rather than with a status the backend itself sent. Call it in |done|. */
-int tg_upstream_transport_failure(const struct tg_upstream_call *call);
+/* ---- for the transports (upstream_grpc.c, upstream_h2.c), not for callers ---- */
+
+struct tg_upstream_ops {
+    void (*start)(struct tg_upstream_call *call, const struct tg_upstream_req *req);
+    void (*cancel)(struct tg_upstream_call *call);
+};
+extern const struct tg_upstream_ops tg_upstream_grpc_ops;
+extern const struct tg_upstream_ops tg_upstream_h2_ops;
+
+/* Completes |call| now: runs |done|. */
+void tg_upstream__complete(struct tg_upstream_call *call);
+/* Completes |call| on a later loop iteration with |status| and a formatted message, as a
+ * transport failure (for failures found inside start). */
+void tg_upstream__fail_later(struct tg_upstream_call *call, int status, const char *fmt, ...)
+    TG_PRINTF(3, 4);
 
 #endif /* TG_UPSTREAM_H */
