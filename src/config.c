@@ -85,7 +85,6 @@ static void set_defaults(struct tg_config *c)
 
 static void pool_defaults(struct tg_pool_cfg *p)
 {
-    p->transport = TG_TRANSPORT_GRPC_CORE; /* TEMP until the native transport lands */
     p->device = tg_xstrdup("cpu");
     p->channels = 2;
     p->backoff_initial_ms = 200;
@@ -494,6 +493,7 @@ static int parse_pool(struct jctx *c, const char *name, json_t *j, struct tg_poo
             return -1;
         }
         p->transport = (enum tg_transport)t;
+        p->transport_explicit = 1;
     }
     targets = json_object_get(j, "targets");
     old = jpush(c, "targets", 0);
@@ -594,6 +594,15 @@ static int validate(struct tg_config *c, char *err, size_t errlen)
         return -1;
     }
     for (size_t i = 0; i < c->n_pools; i++) {
+        struct tg_pool_cfg *p = &c->pools[i];
+        if (p->tls && p->transport == TG_TRANSPORT_NATIVE) {
+            if (p->transport_explicit) {
+                snprintf(err, errlen, "%s: pool '%s': TLS to backends needs transport \"grpc-core\" "
+                                      "(the native transport has no TLS yet)", c->source, p->name);
+                return -1;
+            }
+            p->transport = TG_TRANSPORT_GRPC_CORE;
+        }
         for (size_t k = 0; k < i; k++) {
             if (strcmp(c->pools[i].name, c->pools[k].name) == 0) {
                 snprintf(err, errlen, "%s: pool '%s' is defined twice", c->source,
@@ -1042,8 +1051,10 @@ int tg_config_from_args(int argc, char **argv, struct tg_config **out,
     for (size_t i = 0; i < c->n_pools; i++) {
         if (channels > 0)
             c->pools[i].channels = (uint32_t)channels;
-        if (transport >= 0)
+        if (transport >= 0) {
             c->pools[i].transport = (enum tg_transport)transport;
+            c->pools[i].transport_explicit = 1;
+        }
     }
     if (validate(c, err, errlen) != 0)
         goto out;

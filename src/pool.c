@@ -125,13 +125,21 @@ struct tg_pools *tg_pools_new(struct tg_config *config, char *err, size_t errlen
     for (size_t i = 0; i < config->n_pools; i++) {
         const struct tg_pool_cfg *pc = &config->pools[i];
         struct tg_pool *pool = &pools->pools[pools->n_pools++];
+        pool->cfg = pc;
+        pool->replicas = tg_xcalloc(pc->n_targets, sizeof(*pool->replicas));
+        if (pc->transport != TG_TRANSPORT_GRPC_CORE) {
+            /* native: each worker opens its own connections (upstream_h2.c) */
+            for (size_t r = 0; r < pc->n_targets; r++)
+                pool->replicas[pool->n_replicas++].target = tg_xstrdup(pc->targets[r]);
+            tg_log(TG_LOG_INFO, "pool", "pool %s (device %s, native): %zu replica(s), %u connection(s) each",
+                   pc->name, pc->device, pc->n_targets, pc->channels);
+            continue;
+        }
         grpc_channel_credentials *creds = make_creds(pc, err, errlen);
         if (creds == NULL) {
             tg_pools_free(pools);
             return NULL;
         }
-        pool->cfg = pc;
-        pool->replicas = tg_xcalloc(pc->n_targets, sizeof(*pool->replicas));
         for (size_t r = 0; r < pc->n_targets; r++) {
             struct tg_replica *rep = &pool->replicas[pool->n_replicas++];
             rep->target = tg_xstrdup(pc->targets[r]);
@@ -146,7 +154,7 @@ struct tg_pools *tg_pools_new(struct tg_config *config, char *err, size_t errlen
             }
         }
         grpc_channel_credentials_release(creds);
-        tg_log(TG_LOG_INFO, "pool", "pool %s (device %s): %zu replica(s), %u channel(s) each",
+        tg_log(TG_LOG_INFO, "pool", "pool %s (device %s, grpc-core): %zu replica(s), %u channel(s) each",
                pc->name, pc->device, pc->n_targets, pc->channels);
     }
     return pools;

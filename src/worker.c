@@ -19,6 +19,7 @@
 #include "tfgate/conn.h"
 #include "tfgate/log.h"
 #include "tfgate/upstream.h"
+#include "tfgate/upstream_h2.h"
 #include "tfgate/worker.h"
 
 uint64_t tg_worker_now(struct tg_worker *w)
@@ -79,6 +80,7 @@ static void on_prepare(uv_prepare_t *p)
         c->dirty = 0;
         tg_conn_flush(c);
     }
+    tg_upstream_h2_flush(w); /* after the clients: their handlers may have started calls */
     if (w->draining)
         maybe_finish(w);
 }
@@ -187,6 +189,7 @@ static void maybe_finish(struct tg_worker *w)
             tg_upstream_cancel(call); /* completions still arrive and free */
     }
     if (w->n_conns == 0 && w->n_calls == 0) {
+        tg_upstream_h2_worker_stop(w);
         w->cq_shutdown = 1;
         grpc_completion_queue_shutdown(w->cq);
     }
@@ -237,10 +240,12 @@ static void close_walk(uv_handle_t *h, void *arg)
 static void *loop_main(void *arg)
 {
     struct tg_worker *w = arg;
+    tg_upstream_h2_worker_start(w);
     uv_run(&w->loop, UV_RUN_DEFAULT);
     /* stopped by pump_exit: every connection and call is gone; close the loop's handles */
     uv_walk(&w->loop, close_walk, NULL);
     uv_run(&w->loop, UV_RUN_DEFAULT);
+    tg_upstream_h2_worker_free(w);
     return NULL;
 }
 

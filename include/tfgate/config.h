@@ -28,11 +28,14 @@ enum tg_transport {
 
 struct tg_pool_cfg {
     char *name;
-    enum tg_transport transport; /* default native */
+    enum tg_transport transport; /* default native; grpc-core when tls is set (the native
+                                    transport has no TLS yet) */
+    int transport_explicit;      /* the transport was given in the configuration */
     char *device;                /* "cpu" or "gpu" */
     size_t n_targets;
     char **targets;              /* one replica each: "host:port", "dns:///name:port", "ipv4:..." */
-    uint32_t channels;           /* channels (connections) per replica; default 2 */
+    uint32_t channels;           /* connections per replica (native: spread over the workers,
+                                    at least one each); default 2 */
     uint32_t backoff_initial_ms; /* reconnect backoff; default 200 */
     uint32_t backoff_max_ms;     /* default 5000 (gRPC's own default is 120 s) */
     uint32_t keepalive_ms;       /* default 30000; 0 = off */
