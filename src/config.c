@@ -597,8 +597,10 @@ static int validate(struct tg_config *c, char *err, size_t errlen)
         struct tg_pool_cfg *p = &c->pools[i];
         if (p->tls && p->transport == TG_TRANSPORT_NATIVE) {
             if (p->transport_explicit) {
-                snprintf(err, errlen, "%s: pool '%s': TLS to backends needs transport \"grpc-core\" "
-                                      "(the native transport has no TLS yet)", c->source, p->name);
+                snprintf(err, errlen,
+                         "%s: pool '%s': TLS to backends needs transport \"grpc-core\" "
+                         "(the native transport has no TLS yet)",
+                         c->source, p->name);
                 return -1;
             }
             p->transport = TG_TRANSPORT_GRPC_CORE;

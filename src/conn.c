@@ -118,33 +118,55 @@ static ssize_t conn_read(struct tg_conn *c, uint8_t *buf, size_t len)
     return -1;
 }
 
+/* Writes |len| bytes to the socket (or TLS); returns the bytes written (0 when it would
+ * block), or -1 on an error. */
+static ssize_t raw_write(struct tg_conn *c, const uint8_t *data, size_t len)
+{
+    for (;;) {
+        if (c->ssl == NULL) {
+            ssize_t n = write(c->fd, data, len);
+            if (n >= 0)
+                return n;
+            if (errno == EINTR)
+                continue;
+            return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -1;
+        }
+        int r = SSL_write(c->ssl, data, (int)(len > INT32_MAX ? INT32_MAX : len));
+        if (r > 0)
+            return r;
+        int err = SSL_get_error(c->ssl, r);
+        if (err == SSL_ERROR_WANT_WRITE || err == SSL_ERROR_WANT_READ)
+            return 0;
+        ERR_clear_error();
+        return -1;
+    }
+}
+
+int tg_conn_output(struct tg_conn *c, const uint8_t *data, size_t len)
+{
+    if (tg_buf_size(&c->out) == 0 && !c->abort) {
+        ssize_t n = raw_write(c, data, len);
+        if (n < 0) {
+            c->abort = 1;
+            return -1;
+        }
+        if (n > 0)
+            c->last_active_ms = tg_worker_now(c->w);
+        data += n;
+        len -= (size_t)n;
+    }
+    return len == 0 ? 0 : tg_buf_append(&c->out, data, len);
+}
+
 /* Writes as much of c->out as the socket takes. Returns 0, or -1 on a write error. */
 static int conn_write(struct tg_conn *c)
 {
     while (tg_buf_size(&c->out) > 0) {
-        size_t len = tg_buf_size(&c->out);
-        ssize_t n;
-        if (c->ssl == NULL) {
-            n = write(c->fd, tg_buf_data(&c->out), len);
-            if (n < 0) {
-                if (errno == EINTR)
-                    continue;
-                if (errno == EAGAIN || errno == EWOULDBLOCK)
-                    return 0;
-                return -1;
-            }
-        } else {
-            int r =
-                SSL_write(c->ssl, tg_buf_data(&c->out), (int)(len > INT32_MAX ? INT32_MAX : len));
-            if (r <= 0) {
-                int err = SSL_get_error(c->ssl, r);
-                if (err == SSL_ERROR_WANT_WRITE || err == SSL_ERROR_WANT_READ)
-                    return 0;
-                ERR_clear_error();
-                return -1;
-            }
-            n = r;
-        }
+        ssize_t n = raw_write(c, tg_buf_data(&c->out), tg_buf_size(&c->out));
+        if (n < 0)
+            return -1;
+        if (n == 0)
+            return 0;
         tg_buf_consume(&c->out, (size_t)n);
         c->last_active_ms = tg_worker_now(c->w);
     }

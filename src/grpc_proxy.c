@@ -51,7 +51,10 @@ static void on_upstream_done(struct tg_upstream_call *call, void *user)
     for (size_t i = 0; i < r->n_initial_md; i++)
         tg_stream_add_resp_header(st, r->initial_md[i].name, r->initial_md[i].value,
                                   r->initial_md[i].value_len);
-    if (r->response != NULL) {
+    if (r->framed != NULL) {
+        st->resp_body = r->framed; /* already framed: no copy */
+        st->resp_body_len = r->framed_len;
+    } else if (r->response != NULL) {
         /* the 5-byte prefix and the message, as one body */
         size_t n = r->response_len;
         uint8_t *body = tg_arena_alloc(&st->arena, n + 5, 1);
@@ -64,7 +67,6 @@ static void on_upstream_done(struct tg_upstream_call *call, void *user)
         st->resp_body = body;
         st->resp_body_len = n + 5;
     }
-
     const char *details = r->message;
     size_t dlen = r->message_len;
     if (r->transport_failure) {

@@ -212,7 +212,8 @@ static int h2_produce(struct tg_conn *c)
         }
         if (n == 0)
             break;
-        if (tg_buf_append(&c->out, data, (size_t)n) != 0)
+        /* straight to the socket when nothing is queued: no copy of large DATA frames */
+        if (tg_conn_output(c, data, (size_t)n) != 0)
             return -1;
     }
     return 0;

@@ -131,8 +131,9 @@ struct tg_pools *tg_pools_new(struct tg_config *config, char *err, size_t errlen
             /* native: each worker opens its own connections (upstream_h2.c) */
             for (size_t r = 0; r < pc->n_targets; r++)
                 pool->replicas[pool->n_replicas++].target = tg_xstrdup(pc->targets[r]);
-            tg_log(TG_LOG_INFO, "pool", "pool %s (device %s, native): %zu replica(s), %u connection(s) each",
-                   pc->name, pc->device, pc->n_targets, pc->channels);
+            tg_log(TG_LOG_INFO, "pool",
+                   "pool %s (device %s, native): %zu replica(s), %u connection(s) each", pc->name,
+                   pc->device, pc->n_targets, pc->channels);
             continue;
         }
         grpc_channel_credentials *creds = make_creds(pc, err, errlen);
@@ -154,8 +155,9 @@ struct tg_pools *tg_pools_new(struct tg_config *config, char *err, size_t errlen
             }
         }
         grpc_channel_credentials_release(creds);
-        tg_log(TG_LOG_INFO, "pool", "pool %s (device %s, grpc-core): %zu replica(s), %u channel(s) each",
-               pc->name, pc->device, pc->n_targets, pc->channels);
+        tg_log(TG_LOG_INFO, "pool",
+               "pool %s (device %s, grpc-core): %zu replica(s), %u channel(s) each", pc->name,
+               pc->device, pc->n_targets, pc->channels);
     }
     return pools;
 }

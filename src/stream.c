@@ -153,6 +153,16 @@ void tg_stream_body(struct tg_stream *st, const uint8_t *data, size_t len)
 {
     if (st->error != 0 || st->responded)
         return; /* an answer is already decided; drop the rest */
+    if (tg_buf_size(&st->body) == 0) {
+        /* size the buffer once when the size is known (Content-Length, or a gRPC message's
+         * prefix), instead of doubling and copying */
+        uint64_t want = st->content_length > 0 ? (uint64_t)st->content_length : 0;
+        if (want == 0 && tg_stream_is_grpc(st) && len >= 5)
+            want = 5 + ((uint64_t)data[1] << 24 | (uint64_t)data[2] << 16 | (uint64_t)data[3] << 8 |
+                        data[4]);
+        if (want > 0 && want <= st->body.cap)
+            tg_buf_reserve(&st->body, (size_t)want);
+    }
     if (tg_buf_append(&st->body, data, len) != 0) {
         st->error = TG_ETOOLARGE;
         tg_buf_dispose(&st->body);

@@ -48,7 +48,7 @@ void tg_upstream_start(struct tg_worker *w, struct tg_upstream_call *c,
     w->calls = c;
     w->n_calls++;
     c->_ops = req->pool->cfg->transport == TG_TRANSPORT_GRPC_CORE ? &tg_upstream_grpc_ops
-                                                                   : &tg_upstream_h2_ops;
+                                                                  : &tg_upstream_h2_ops;
     c->_ops->start(c, req);
 }
 

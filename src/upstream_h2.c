@@ -38,7 +38,7 @@
 #include "tfgate/upstream_h2.h"
 #include "tfgate/worker.h"
 
-#define CONNECT_TIMEOUT_MS 5000
+#define CONNECT_TIMEOUT_MS     5000
 #define MAX_PINGS_WITHOUT_DATA 2 /* like gRPC core: TF Serving's server counts ping strikes */
 
 enum hstate {
@@ -54,26 +54,26 @@ struct hconn {
     struct h2up *up;
     struct tg_pool *pool;
     struct tg_replica *replica;
-    char host[256];            /* to connect to */
+    char host[256]; /* to connect to */
     char port[16];
-    char authority[280];       /* host:port, for :authority */
+    char authority[280]; /* host:port, for :authority */
     int fd;
-    uv_poll_t *poll;           /* one per connection attempt: a closed handle cannot be reused
-                                  before its close callback, so it is freed there */
+    uv_poll_t *poll; /* one per connection attempt: a closed handle cannot be reused
+                        before its close callback, so it is freed there */
     int poll_events;
-    uv_timer_t timer;          /* connect timeout, backoff, keepalive */
+    uv_timer_t timer; /* connect timeout, backoff, keepalive */
     nghttp2_session *session;
     enum hstate state;
-    int goaway;                /* the backend sent GOAWAY: no new calls */
+    int goaway; /* the backend sent GOAWAY: no new calls */
     uint32_t backoff_ms;
     uint64_t last_recv_ms;
     int pings_without_data;
     struct tg_buf out;
-    struct ucall *calls;       /* calls with a stream on this connection */
+    struct ucall *calls; /* calls with a stream on this connection */
     size_t n_calls;
     int dirty;
     struct hconn *dirty_next;
-    int closing_handles;       /* 2 handles to close before freeing */
+    int closing_handles; /* 2 handles to close before freeing */
 };
 
 struct ucall {
@@ -83,9 +83,9 @@ struct ucall {
     uint8_t prefix[5];
     const uint8_t *msg;
     size_t msg_len;
-    size_t sent;               /* of prefix + message */
-    uint64_t deadline_ms;      /* loop clock */
-    int pending_status;        /* set when we reset the stream (deadline, cancel, size) */
+    size_t sent;          /* of prefix + message */
+    uint64_t deadline_ms; /* loop clock */
+    int pending_status;   /* set when we reset the stream (deadline, cancel, size) */
     const char *pending_message;
     int http_status;
     int have_grpc_status;
@@ -93,12 +93,12 @@ struct ucall {
     const char *grpc_message;
     size_t grpc_message_len;
     int headers_seen;
-    struct tg_md *md;          /* metadata collected so far (initial, then trailing) */
+    struct tg_md *md; /* metadata collected so far (initial, then trailing) */
     size_t n_md, cap_md;
-    size_t n_initial;          /* how many of |md| were initial metadata */
+    size_t n_initial; /* how many of |md| were initial metadata */
     struct tg_buf body;
-    int remote_reset;          /* nghttp2 error code on close, 0 if clean */
-    struct ucall *next, *prev; /* the connection's list */
+    int remote_reset;            /* nghttp2 error code on close, 0 if clean */
+    struct ucall *next, *prev;   /* the connection's list */
     struct ucall *dnext, *dprev; /* the worker's deadline list */
 };
 
@@ -120,8 +120,8 @@ struct h2up {
     struct poolconns *pools; /* indexed like gw->pools->pools; empty for grpc-core pools */
     struct hconn *dirty;
     uv_timer_t deadline_timer;
-    uint64_t armed_at;       /* 0 = not armed */
-    struct ucall *timed;     /* calls with a deadline, for the timer's scan */
+    uint64_t armed_at;   /* 0 = not armed */
+    struct ucall *timed; /* calls with a deadline, for the timer's scan */
     int stopping;
     size_t open_conns;
 };
@@ -170,7 +170,8 @@ static void reset_stream(struct ucall *u, int status, const char *message)
         u->pending_message = message;
     }
     if (u->conn != NULL && u->conn->session != NULL && u->stream_id > 0) {
-        nghttp2_submit_rst_stream(u->conn->session, NGHTTP2_FLAG_NONE, u->stream_id, NGHTTP2_CANCEL);
+        nghttp2_submit_rst_stream(u->conn->session, NGHTTP2_FLAG_NONE, u->stream_id,
+                                  NGHTTP2_CANCEL);
         mark_dirty(u->conn);
     }
 }
@@ -280,32 +281,36 @@ static void finish(struct ucall *u, int connection_failed, const char *why)
         r->transport_failure = 1;
     } else if (u->http_status != 0 && u->http_status != 200) {
         char *m = tg_arena_alloc(a, 64, 1);
-        r->message_len = (size_t)snprintf(m, 64, "Received http2 header with status: %d", u->http_status);
+        r->message_len =
+            (size_t)snprintf(m, 64, "Received http2 header with status: %d", u->http_status);
         r->message = m;
         r->status = status_from_http(u->http_status);
     } else {
-        r->status = u->remote_reset == NGHTTP2_CANCEL ? GRPC_STATUS_CANCELLED : GRPC_STATUS_INTERNAL;
-        r->message = u->remote_reset ? "Stream reset by the backend" : "Backend closed the stream without a status";
+        r->status =
+            u->remote_reset == NGHTTP2_CANCEL ? GRPC_STATUS_CANCELLED : GRPC_STATUS_INTERNAL;
+        r->message = u->remote_reset ? "Stream reset by the backend"
+                                     : "Backend closed the stream without a status";
         r->message_len = strlen(r->message);
     }
-    if (r->status == GRPC_STATUS_OK || tg_buf_size(&u->body) > 0) {
+    size_t n = tg_buf_size(&u->body);
+    if (n > 0) {
         const char *why_not = NULL;
-        size_t n = tg_buf_size(&u->body);
-        if (n > 0) {
-            const uint8_t *msg;
-            size_t msg_len;
-            int rv = tg_grpc_unframe(tg_buf_data(&u->body), n,
-                                     c->up->w->limits->max_message_bytes, NULL, a, &msg, &msg_len, &why_not);
-            if (rv == 0) {
-                uint8_t *copy = tg_arena_alloc(a, msg_len + 1, 1);
-                memcpy(copy, msg, msg_len);
-                r->response = copy;
-                r->response_len = msg_len;
-            } else if (r->status == GRPC_STATUS_OK) {
-                r->status = GRPC_STATUS_INTERNAL;
-                r->message = "tfgate: malformed response message from the backend";
-                r->message_len = strlen(r->message);
-            }
+        const uint8_t *msg;
+        size_t msg_len;
+        int rv = tg_grpc_unframe(tg_buf_data(&u->body), n, c->up->w->limits->max_message_bytes,
+                                 NULL, a, &msg, &msg_len, &why_not);
+        if (rv == 0) {
+            /* hand the buffer itself to the caller: the arena frees it */
+            r->framed = tg_buf_data(&u->body);
+            r->framed_len = n;
+            r->response = msg;
+            r->response_len = msg_len;
+            tg_arena_defer(a, free, u->body.base);
+            tg_buf_init(&u->body, 0);
+        } else if (r->status == GRPC_STATUS_OK) {
+            r->status = GRPC_STATUS_INTERNAL;
+            r->message = "tfgate: malformed response message from the backend";
+            r->message_len = strlen(r->message);
         }
     }
     tg_buf_dispose(&u->body);
@@ -393,7 +398,8 @@ static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *frame, void *u
         c->backoff_ms = 0; /* a real HTTP/2 server: reset the backoff */
     if (frame->hd.type == NGHTTP2_GOAWAY) {
         c->goaway = 1; /* no new calls; streams past last_stream_id close as refused */
-        tg_log(TG_LOG_DEBUG, "upstream", "pool=%s replica=%s: GOAWAY", c->pool->cfg->name, c->replica->target);
+        tg_log(TG_LOG_DEBUG, "upstream", "pool=%s replica=%s: GOAWAY", c->pool->cfg->name,
+               c->replica->target);
     }
     if (frame->hd.type == NGHTTP2_HEADERS) {
         struct ucall *u = nghttp2_session_get_stream_user_data(s, frame->hd.stream_id);
@@ -416,10 +422,17 @@ static int on_data_chunk(nghttp2_session *s, uint8_t flags, int32_t id, const ui
     struct ucall *u = nghttp2_session_get_stream_user_data(s, id);
     if (u == NULL || u->pending_status != 0)
         return 0;
+    if (tg_buf_size(&u->body) == 0 && len >= 5) {
+        /* the prefix gives the size: one allocation instead of doubling (and its copies) */
+        size_t want =
+            5 + ((size_t)data[1] << 24 | (size_t)data[2] << 16 | (size_t)data[3] << 8 | data[4]);
+        if (want <= u->body.cap)
+            tg_buf_reserve(&u->body, want);
+    }
     if (tg_buf_append(&u->body, data, len) != 0) {
         char *m = tg_arena_alloc(u->call->arena, 96, 1);
-        snprintf(m, 96, "Received message larger than max (%zu vs. %zu)", tg_buf_size(&u->body) + len,
-                 u->body.cap - 5);
+        snprintf(m, 96, "Received message larger than max (%zu vs. %zu)",
+                 tg_buf_size(&u->body) + len, u->body.cap - 5);
         tg_buf_dispose(&u->body);
         reset_stream(u, GRPC_STATUS_RESOURCE_EXHAUSTED, m);
     }
@@ -485,11 +498,22 @@ static void conn_flush(struct hconn *c)
             }
             if (n == 0)
                 break;
-            if (tg_buf_append(&c->out, data, (size_t)n) != 0) {
+            produced = 1;
+            if (tg_buf_size(&c->out) == 0) { /* straight to the socket: no copy */
+                ssize_t w = write(c->fd, data, (size_t)n);
+                if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+                    conn_fail(c, strerror(errno));
+                    return;
+                }
+                if (w > 0) {
+                    data += w;
+                    n -= w;
+                }
+            }
+            if (n > 0 && tg_buf_append(&c->out, data, (size_t)n) != 0) {
                 conn_fail(c, "output buffer overflow");
                 return;
             }
-            produced = 1;
         }
         if (conn_write(c) != 0) {
             conn_fail(c, "connection lost");
@@ -541,7 +565,8 @@ static void connected(struct hconn *c)
     c->last_recv_ms = uv_now(&c->up->w->loop);
     c->pings_without_data = 0;
     if (c->pool->cfg->keepalive_ms > 0)
-        uv_timer_start(&c->timer, on_keepalive, c->pool->cfg->keepalive_ms, c->pool->cfg->keepalive_ms);
+        uv_timer_start(&c->timer, on_keepalive, c->pool->cfg->keepalive_ms,
+                       c->pool->cfg->keepalive_ms);
     else
         uv_timer_stop(&c->timer);
     mark_dirty(c);
@@ -582,7 +607,8 @@ static void on_keepalive(uv_timer_t *t)
         conn_fail(c, "keepalive timeout");
         return;
     }
-    if (now - c->last_recv_ms >= pc->keepalive_ms && c->pings_without_data < MAX_PINGS_WITHOUT_DATA) {
+    if (now - c->last_recv_ms >= pc->keepalive_ms &&
+        c->pings_without_data < MAX_PINGS_WITHOUT_DATA) {
         nghttp2_submit_ping(c->session, NGHTTP2_FLAG_NONE, NULL);
         c->pings_without_data++;
         mark_dirty(c);
@@ -702,12 +728,14 @@ static void conn_fail(struct hconn *c, const char *why)
         return;
     }
     const struct tg_pool_cfg *pc = c->pool->cfg;
-    c->backoff_ms = c->backoff_ms == 0 ? pc->backoff_initial_ms
-                                       : (c->backoff_ms * 2 > pc->backoff_max_ms ? pc->backoff_max_ms
-                                                                                 : c->backoff_ms * 2);
+    c->backoff_ms =
+        c->backoff_ms == 0
+            ? pc->backoff_initial_ms
+            : (c->backoff_ms * 2 > pc->backoff_max_ms ? pc->backoff_max_ms : c->backoff_ms * 2);
     /* +-20% jitter so replicas of a restarted backend do not reconnect in lockstep */
     uint32_t jitter = c->backoff_ms / 5;
-    uint32_t delay = c->backoff_ms - jitter + (jitter ? (uint32_t)(rand() % (int)(2 * jitter + 1)) : 0);
+    uint32_t delay =
+        c->backoff_ms - jitter + (jitter ? (uint32_t)(rand() % (int)(2 * jitter + 1)) : 0);
     uv_timer_start(&c->timer, on_retry, delay, 0);
 }
 
@@ -763,7 +791,7 @@ static void start(struct tg_upstream_call *call, const struct tg_upstream_req *r
     nghttp2_nv *nva = tg_arena_alloc(a, (req->n_md + 8) * sizeof(*nva), _Alignof(nghttp2_nv));
     size_t n = 0;
 #define NV(nm, val, vl)                                                                            \
-    nva[n++] = (nghttp2_nv){(uint8_t *)(nm), (uint8_t *)(val), strlen(nm), (vl),                    \
+    nva[n++] = (nghttp2_nv){(uint8_t *)(nm), (uint8_t *)(val), strlen(nm), (vl),                   \
                             NGHTTP2_NV_FLAG_NO_COPY_NAME | NGHTTP2_NV_FLAG_NO_COPY_VALUE}
     NV(":method", "POST", 4);
     NV(":scheme", "http", 4);
@@ -868,8 +896,8 @@ void tg_upstream_h2_worker_start(struct tg_worker *w)
                     snprintf(c->host, sizeof(c->host), "%s", "invalid-target");
                     snprintf(c->port, sizeof(c->port), "0");
                 }
-                snprintf(c->authority, sizeof(c->authority), strchr(c->host, ':') ? "[%s]:%s" : "%s:%s",
-                         c->host, c->port);
+                snprintf(c->authority, sizeof(c->authority),
+                         strchr(c->host, ':') ? "[%s]:%s" : "%s:%s", c->host, c->port);
                 rc->conns[rc->n++] = c;
                 up->open_conns++;
                 conn_connect(c);

@@ -63,6 +63,9 @@ struct tg_upstream_result {
     size_t n_trailing_md;
     const uint8_t *response; /* the response message (no prefix), or NULL */
     size_t response_len;
+    const uint8_t *framed; /* the same message with its 5-byte gRPC prefix, uncompressed,
+                              when the transport has it that way (saves a copy), or NULL */
+    size_t framed_len;
     int transport_failure;      /* the backend never answered: refused, reset, unreachable */
     struct tg_replica *replica; /* where the call went, or NULL if none was reachable */
 };

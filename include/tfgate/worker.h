@@ -87,7 +87,7 @@ struct tg_worker {
     struct tg_conn *dirty;          /* connections with output to produce or to close */
     struct tg_upstream_call *calls; /* calls in flight (owned by their streams) */
     size_t n_calls;
-    struct h2up *h2up;          /* the native transport's connections (upstream_h2.c) */
+    struct h2up *h2up; /* the native transport's connections (upstream_h2.c) */
 
     int draining;
     uint64_t drain_deadline_ms;
