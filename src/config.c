@@ -465,10 +465,15 @@ static int parse_listen(struct jctx *c, json_t *j, struct tg_listen_cfg *l)
 
 static int parse_pool(struct jctx *c, const char *name, json_t *j, struct tg_pool_cfg *p)
 {
-    static const char *const keys[] = {"device",       "targets",
-                                       "channels",     "reconnect_backoff_ms",
-                                       "keepalive_ms", "keepalive_timeout_ms",
-                                       "tls",          NULL};
+    static const char *const keys[] = {"device",
+                                       "targets",
+                                       "transport",
+                                       "channels",
+                                       "reconnect_backoff_ms",
+                                       "keepalive_ms",
+                                       "keepalive_timeout_ms",
+                                       "tls",
+                                       NULL};
     static const char *const bkeys[] = {"initial", "max", NULL};
     static const char *const tkeys[] = {"ca", "cert", "key", "server_name", NULL};
     json_t *targets, *v;

@@ -65,6 +65,8 @@ class TestConfig(unittest.TestCase):
             ('{"listen": [{"address": ":1"}], "pools": {"a": {"targets": ["a:1"]}}, "routes": [{"model": "*", "pool": "zz"}]}', "names pool 'zz', which does not exist"),
             ('{"listen": [{"address": ":1"}], "pools": {"a": {"targets": ["a:1"]}}, "limits": {"max_message_bytes": 3000000000}}', "limits.max_message_bytes: must be an integer from 0 to 2147483647"),
             ('{"listen": [{"address": ":1", "tls": {"cert": "c"}}], "pools": {"a": {"targets": ["a:1"]}}}', "needs both 'cert' and 'key'"),
+            ('{"listen": [{"address": ":1"}], "pools": {"a": {"targets": ["a:1"], "transport": "quic"}}}', "pools.a.transport: must be \"native\" or \"grpc-core\""),
+            ('{"listen": [{"address": ":1"}], "pools": {"a": {"targets": ["a:1"], "transport": "native", "tls": {}}}}', "TLS to backends needs transport \"grpc-core\""),
         ]:
             with self.subTest(msg=msg):
                 code, out = tfgate("--config", self.write(doc), "--check-config")
@@ -81,6 +83,7 @@ class TestConfig(unittest.TestCase):
             (["--backend", "a:1", "--tls-listen", ":1"], "--tls-listen needs --tls-cert and --tls-key"),
             (["--backend", "a:1", "--config", "x.json"], "--config excludes"),
             (["--bogus"], "unknown or incomplete option '--bogus'"),
+            (["--backend", "a:1", "--transport", "quic"], "--transport: native or grpc-core"),
         ]:
             with self.subTest(args=args):
                 code, out = tfgate(*args)

@@ -229,6 +229,33 @@ def wait_idle(sim, timeout=5.0):
         time.sleep(0.05)
 
 
+class TestResponseLimit(unittest.TestCase):
+    def test_response_over_the_message_limit(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            big = {"dtype": "DT_FLOAT", "shape": [50000], "tensor_content_hex": "0000803f" * 50000}
+            models = harness.write_json(tmp, "m.json", {"models": [{
+                "name": "big", "signatures": {"serving_default": {
+                    "inputs": {"x": {"dtype": "DT_FLOAT"}}, "outputs": {"y": {"dtype": "DT_FLOAT"}}}},
+                "responses": {"predict": {"outputs": {"y": big}}}}]})
+            sim = harness.Sim("--models", models)
+            gw = harness.Gateway("--backend", sim.addr, "--max-message-bytes", "100000")
+            try:
+                req = predict()
+                req.model_spec.name = "big"
+                with gw.channel() as ch:
+                    stub = prediction_service_pb2_grpc.PredictionServiceStub(ch)
+                    with self.assertRaises(grpc.RpcError) as cm:
+                        stub.Predict(req, timeout=10)  # 200 KB answer > 100 KB limit
+                    self.assertEqual(cm.exception.code(), grpc.StatusCode.RESOURCE_EXHAUSTED)
+                    self.assertIn("larger than max", cm.exception.details())
+                    # the connection to the backend survives
+                    req.model_spec.name = "half_plus_two"
+                    self.assertEqual(list(stub.Predict(req, timeout=10).outputs["y"].float_val), [2.5])
+            finally:
+                self.assertEqual(gw.stop(), 0, gw.stderr())
+                sim.stop()
+
+
 class TestDeadlinesAndCancels(GatewayCase):
     sim_args = ("--compute-us", "1000000")  # every Predict takes 1 s
     limits = {"default_deadline_ms": 400}

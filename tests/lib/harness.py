@@ -190,10 +190,26 @@ def grpc_frame(msg: bytes) -> bytes:
 
 
 class Gateway(Proc):
-    """A tfgate process; |ports| are the bound ports of its listeners, in order."""
+    """A tfgate process; |ports| are the bound ports of its listeners, in order.
+
+    With TG_TEST_TRANSPORT set (native or grpc-core), every pool uses that upstream transport,
+    so one test file covers both (tests/CMakeLists.txt runs the gateway suites twice)."""
 
     def __init__(self, *args, timeout=10.0):
-        argv = [binary("tfgate")] + list(args)
+        args = list(args)
+        transport = os.environ.get("TG_TEST_TRANSPORT")
+        if transport and "--config" in args:
+            i = args.index("--config") + 1
+            with open(args[i]) as f:
+                cfg = json.load(f)
+            for pool in cfg.get("pools", {}).values():
+                pool.setdefault("transport", transport)
+            args[i] = args[i] + "." + transport + ".json"
+            with open(args[i], "w") as f:
+                json.dump(cfg, f)
+        elif transport and "--check-config" not in args:
+            args += ["--transport", transport]
+        argv = [binary("tfgate")] + args
         if "--config" not in args and "--listen" not in args and "--tls-listen" not in args:
             argv += ["--listen", "127.0.0.1:0"]
         super().__init__(argv, r"tfgate listening on \S*?:(\d+)", timeout=timeout)
