@@ -39,7 +39,8 @@
 #include "tfgate/worker.h"
 
 #define CONNECT_TIMEOUT_MS     5000
-#define MAX_PINGS_WITHOUT_DATA 2 /* like gRPC core: TF Serving's server counts ping strikes */
+#define DIRECT_WRITE_MIN       16384 /* bytes: smaller frames are batched (see conn.c) */
+#define MAX_PINGS_WITHOUT_DATA 2     /* like gRPC core: TF Serving's server counts ping strikes */
 
 enum hstate {
     H_CONNECTING = 0,
@@ -499,7 +500,8 @@ static void conn_flush(struct hconn *c)
             if (n == 0)
                 break;
             produced = 1;
-            if (tg_buf_size(&c->out) == 0) { /* straight to the socket: no copy */
+            /* large frames straight to the socket (no copy); small ones batched into one write */
+            if (n >= DIRECT_WRITE_MIN && tg_buf_size(&c->out) == 0) {
                 ssize_t w = write(c->fd, data, (size_t)n);
                 if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
                     conn_fail(c, strerror(errno));

@@ -1,6 +1,7 @@
 #!/usr/bin/python3
-"""gRPC passthrough cost: tfgate against Debian's nginx (grpc_pass, upstream keepalive) in front
-of the same tfs-sim, with tfs-sim direct as the baseline, all in one run (issue: gateway core).
+"""gRPC passthrough cost: tfgate (native and grpc-core upstream transports) against Debian's
+nginx (grpc_pass, upstream keepalive) in front of the same tfs-sim, with tfs-sim direct as the
+baseline, all in one run (issue: gateway core).
 
   bench/load/bench_grpc.py [--build DIR] [--n N] [--reps R] [--conns C]
 
@@ -139,6 +140,8 @@ def main():
         write_body(large, [0.5] * (224 * 224 * 3), True)
         sim = harness.Sim("--threads", "1")
         gw = harness.Gateway("--backend", sim.addr, "--workers", "1", "--channels", "2")
+        gwc = harness.Gateway("--backend", sim.addr, "--workers", "1", "--channels", "2",
+                              "--transport", "grpc-core")
         nport = free_port()
         for d in ("body", "proxy", "fcgi", "uwsgi", "scgi"):
             os.makedirs(os.path.join(tmp, d), exist_ok=True)
@@ -152,8 +155,8 @@ def main():
                 if not harness.port_is_free(nport):
                     break
                 time.sleep(0.05)
-            targets = [("tfs-sim direct", None, sim.port), ("tfgate", gw.pid, gw.port),
-                       ("nginx grpc_pass", nginx.pid, nport)]
+            targets = [("tfs-sim direct", None, sim.port), ("tfgate (native)", gw.pid, gw.port),
+                       ("tfgate (grpc-core)", gwc.pid, gwc.port), ("nginx grpc_pass", nginx.pid, nport)]
             # memory first, on fresh processes: after the load runs the heaps hold free memory
             # that new connections would reuse, and the growth would read as zero
             for tname, pid, port in targets[1:]:
@@ -176,6 +179,7 @@ def main():
             os.killpg(nginx.pid, 15)
             nginx.wait(timeout=10)
             gw.stop()
+            gwc.stop()
             sim.stop()
 
     print("gRPC passthrough, medians of %d runs; %s" % (a.reps, benchlib.header()))

@@ -82,8 +82,9 @@ void tg_conn_close(struct tg_conn *c, int abort);
 void tg_conn_flush(struct tg_conn *c);
 /* Frees a connection that is closing (worker only). */
 void tg_conn_free(struct tg_conn *c);
-/* Sends |data| now if nothing is queued (the common case: no copy), queuing what the socket
- * does not take. Returns 0, or -1 on a write error or when the queue is over its hard cap. */
+/* Sends a large |data| now if nothing is queued (no copy), queuing what the socket does not
+ * take; small output is queued and leaves with the next flush's single write. Returns 0, or -1 on a
+ * write error or when the queue is over its hard cap. */
 int tg_conn_output(struct tg_conn *c, const uint8_t *data, size_t len);
 /* Switches a connection to a protocol, feeding it |data| already read. Returns 0 or -1. */
 int tg_conn_set_proto(struct tg_conn *c, const struct tg_proto_ops *ops, void *proto);
