@@ -11,6 +11,7 @@
 
 #include <http_parser.h>
 
+#include "tfgate/base64.h"
 #include "tfgate/common.h"
 #include "tfgate/config.h"
 #include "tfgate/conn.h"
@@ -99,29 +100,6 @@ static int on_header_value(http_parser *p, const char *at, size_t len)
     return 0;
 }
 
-static int decode_b64url(const char *in, size_t len, uint8_t *out, size_t *out_len)
-{
-    static const char alpha[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    uint32_t acc = 0;
-    int bits = 0;
-    size_t o = 0;
-    while (len > 0 && in[len - 1] == '=')
-        len--;
-    for (size_t i = 0; i < len; i++) {
-        const char *c = memchr(alpha, in[i], 64);
-        if (c == NULL)
-            return -1;
-        acc = acc << 6 | (uint32_t)(c - alpha);
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            out[o++] = (uint8_t)(acc >> bits);
-        }
-    }
-    *out_len = o;
-    return 0;
-}
-
 static int header_has_token(const struct tg_header *h, const char *token)
 {
     size_t tl = strlen(token);
@@ -161,9 +139,9 @@ static int on_headers_complete(http_parser *p)
     if (h1->conn->ssl == NULL && up && header_has_token(up, "h2c") && settings && conn_h &&
         header_has_token(conn_h, "upgrade") && header_has_token(conn_h, "http2-settings") &&
         settings->value_len < 4096 && st->error == 0 && !h1->draining) {
-        h1->h2_settings = tg_arena_alloc(&st->arena, settings->value_len, 1);
-        if (decode_b64url(settings->value, settings->value_len, h1->h2_settings,
-                          &h1->h2_settings_len) == 0)
+        h1->h2_settings = tg_arena_alloc(&st->arena, settings->value_len / 4 * 3 + 3, 1);
+        if (tg_base64_decode(settings->value, settings->value_len, h1->h2_settings,
+                             &h1->h2_settings_len, 1) == 0)
             h1->upgrade_h2c = 1;
     }
     /* an upgraded request is answered over HTTP/2, so route it as such */

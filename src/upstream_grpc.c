@@ -15,6 +15,7 @@
 #include <grpc/support/time.h>
 
 #include "tfgate/arena.h"
+#include "tfgate/base64.h"
 #include "tfgate/common.h"
 #include "tfgate/config.h"
 #include "tfgate/pool.h"
@@ -32,56 +33,6 @@ struct gcall {
     const char *error_string;
 };
 
-static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-static char *b64_encode(struct tg_arena *a, const uint8_t *in, size_t len, size_t *out_len)
-{
-    char *out = tg_arena_alloc(a, (len + 2) / 3 * 4 + 1, 1);
-    size_t o = 0, i;
-    for (i = 0; i + 2 < len; i += 3) {
-        uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2];
-        out[o++] = b64[v >> 18];
-        out[o++] = b64[(v >> 12) & 63];
-        out[o++] = b64[(v >> 6) & 63];
-        out[o++] = b64[v & 63];
-    }
-    if (i < len) { /* unpadded, as gRPC sends -bin values */
-        uint32_t v = (uint32_t)in[i] << 16 | (i + 1 < len ? (uint32_t)in[i + 1] << 8 : 0);
-        out[o++] = b64[v >> 18];
-        out[o++] = b64[(v >> 12) & 63];
-        if (i + 1 < len)
-            out[o++] = b64[(v >> 6) & 63];
-    }
-    out[o] = '\0';
-    *out_len = o;
-    return out;
-}
-
-static int b64_decode(struct tg_arena *a, const char *in, size_t len, uint8_t **out,
-                      size_t *out_len)
-{
-    uint8_t *buf = tg_arena_alloc(a, len * 3 / 4 + 3, 1);
-    uint32_t acc = 0;
-    int bits = 0;
-    size_t o = 0;
-    while (len > 0 && in[len - 1] == '=')
-        len--;
-    for (size_t i = 0; i < len; i++) {
-        const char *p = in[i] ? strchr(b64, in[i]) : NULL;
-        if (p == NULL)
-            return -1;
-        acc = acc << 6 | (uint32_t)(p - b64);
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            buf[o++] = (uint8_t)(acc >> bits);
-        }
-    }
-    *out = buf;
-    *out_len = o;
-    return 0;
-}
-
 static int is_bin(const char *name, size_t len)
 {
     return len > 4 && memcmp(name + len - 4, "-bin", 4) == 0;
@@ -96,7 +47,10 @@ static struct tg_md *to_wire(struct tg_arena *a, const grpc_metadata_array *md, 
         out[i].name = tg_arena_strndup(a, (const char *)GRPC_SLICE_START_PTR(m->key), klen);
         out[i].name_len = klen;
         if (is_bin(out[i].name, klen)) {
-            out[i].value = b64_encode(a, GRPC_SLICE_START_PTR(m->value), vlen, &out[i].value_len);
+            /* unpadded, as gRPC sends -bin values */
+            char *enc = tg_arena_alloc(a, tg_base64_encoded_len(vlen, 0) + 1, 1);
+            out[i].value_len = tg_base64_encode(GRPC_SLICE_START_PTR(m->value), vlen, enc, 0);
+            out[i].value = enc;
         } else {
             out[i].value = tg_arena_strndup(a, (const char *)GRPC_SLICE_START_PTR(m->value), vlen);
             out[i].value_len = vlen;
@@ -209,8 +163,8 @@ static void start(struct tg_upstream_call *c, const struct tg_upstream_req *req)
         const uint8_t *val = (const uint8_t *)m->value;
         size_t vlen = m->value_len;
         if (is_bin(m->name, m->name_len)) {
-            uint8_t *raw;
-            if (b64_decode(c->arena, m->value, m->value_len, &raw, &vlen) != 0)
+            uint8_t *raw = tg_arena_alloc(c->arena, m->value_len / 4 * 3 + 3, 1);
+            if (tg_base64_decode(m->value, m->value_len, raw, &vlen, 0) != 0)
                 continue; /* not base64: cannot be given to gRPC core faithfully */
             val = raw;
         }

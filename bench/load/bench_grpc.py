@@ -16,7 +16,6 @@ import os
 import resource
 import socket
 import statistics
-import struct
 import subprocess
 import sys
 import tempfile
@@ -71,22 +70,6 @@ def free_port():
     return p
 
 
-def write_body(path, values, content):
-    sys.path.insert(0, harness.PY_DIR)
-    from tensorflow_serving.apis import predict_pb2
-    r = predict_pb2.PredictRequest()
-    r.model_spec.name = "half_plus_two"
-    t = r.inputs["x"]
-    t.dtype = 1
-    t.tensor_shape.dim.add().size = len(values)
-    if content:
-        t.tensor_content = struct.pack("<%df" % len(values), *values)
-    else:
-        t.float_val.extend(values)
-    with open(path, "wb") as f:
-        f.write(harness.grpc_frame(r.SerializeToString()))
-
-
 def rss_kb(pid):
     with open("/proc/%d/status" % pid) as f:
         for line in f:
@@ -136,8 +119,8 @@ def main():
     results, memory = [], []
     with tempfile.TemporaryDirectory() as tmp:
         small, large = os.path.join(tmp, "small.grpc"), os.path.join(tmp, "large.grpc")
-        write_body(small, [1.0, 2.0, 3.0, 4.0], False)
-        write_body(large, [0.5] * (224 * 224 * 3), True)
+        benchlib.write_predict_body(small, [1.0, 2.0, 3.0, 4.0], False)
+        benchlib.write_predict_body(large, [0.5] * (224 * 224 * 3), True)
         sim = harness.Sim("--threads", "1")
         gw = harness.Gateway("--backend", sim.addr, "--workers", "1", "--channels", "2")
         gwc = harness.Gateway("--backend", sim.addr, "--workers", "1", "--channels", "2",

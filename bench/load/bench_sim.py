@@ -9,7 +9,6 @@ Small Predict: half_plus_two with 4 floats. Large Predict: 224x224x3 floats in t
 """
 import argparse
 import os
-import struct
 import sys
 import tempfile
 
@@ -20,22 +19,6 @@ from benchlib import harness  # noqa: E402
 
 GRPC_HEADERS = ("content-type: application/grpc", "te: trailers")
 PREDICT = "/tensorflow.serving.PredictionService/Predict"
-
-
-def predict_body(path, values, content):
-    sys.path.insert(0, harness.PY_DIR)
-    from tensorflow_serving.apis import predict_pb2
-    r = predict_pb2.PredictRequest()
-    r.model_spec.name = "half_plus_two"
-    t = r.inputs["x"]
-    t.dtype = 1
-    t.tensor_shape.dim.add().size = len(values)
-    if content:
-        t.tensor_content = struct.pack("<%df" % len(values), *values)
-    else:
-        t.float_val.extend(values)
-    with open(path, "wb") as f:
-        f.write(harness.grpc_frame(r.SerializeToString()))
 
 
 def main():
@@ -50,8 +33,8 @@ def main():
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         small, large = os.path.join(tmp, "small.grpc"), os.path.join(tmp, "large.grpc")
-        predict_body(small, [1.0, 2.0, 3.0, 4.0], False)
-        predict_body(large, [0.5] * (224 * 224 * 3), True)
+        benchlib.write_predict_body(small, [1.0, 2.0, 3.0, 4.0], False)
+        benchlib.write_predict_body(large, [0.5] * (224 * 224 * 3), True)
         for threads in (1, 2):
             sim = harness.Sim("--threads", str(threads))
             try:

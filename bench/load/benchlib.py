@@ -90,3 +90,22 @@ def header():
     return "commit %s%s, %d cores (%s), %s" % (commit, "+dirty" if dirty else "", os.cpu_count(), model,
                                              subprocess.run(["h2load", "--version"], capture_output=True,
                                                             text=True).stdout.strip())
+
+
+def write_predict_body(path, values, content, model="half_plus_two"):
+    """Writes a gRPC-framed PredictRequest for |model| with input x = |values| (in
+    tensor_content when |content|, else float_val)."""
+    import struct
+    sys.path.insert(0, harness.PY_DIR)
+    from tensorflow_serving.apis import predict_pb2
+    r = predict_pb2.PredictRequest()
+    r.model_spec.name = model
+    t = r.inputs["x"]
+    t.dtype = 1
+    t.tensor_shape.dim.add().size = len(values)
+    if content:
+        t.tensor_content = struct.pack("<%df" % len(values), *values)
+    else:
+        t.float_val.extend(values)
+    with open(path, "wb") as f:
+        f.write(harness.grpc_frame(r.SerializeToString()))

@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include "tfgate/arena.h"
+#include "tfgate/base64.h"
 #include "tfgate/buf.h"
 
 static void buf_cap_is_hard(void **state)
@@ -66,11 +67,41 @@ static void arena_alloc_align_defer(void **state)
     tg_arena_dispose(&a); /* idempotent */
 }
 
+static void base64_both_alphabets(void **state)
+{
+    (void)state;
+    uint8_t raw[256], back[256 + 3];
+    char enc[400];
+    size_t n;
+    for (int i = 0; i < 256; i++)
+        raw[i] = (uint8_t)(255 - i);
+    for (size_t len = 0; len < 40; len++) {
+        for (int pad = 0; pad <= 1; pad++) {
+            size_t e = tg_base64_encode(raw, len, enc, pad);
+            assert_int_equal(e, tg_base64_encoded_len(len, pad));
+            assert_int_equal(tg_base64_decode(enc, e, back, &n, 0), 0);
+            assert_int_equal(n, len);
+            assert_memory_equal(back, raw, len);
+        }
+    }
+    assert_int_equal(tg_base64_decode("/wD+", 4, back, &n, 0), 0);
+    assert_int_equal(n, 3);
+    assert_int_equal(back[0], 0xff);
+    assert_int_equal(tg_base64_decode("_wD-", 4, back, &n, 1), 0); /* URL-safe */
+    assert_int_equal(back[2], 0xfe);
+    assert_int_equal(tg_base64_decode("_wD-", 4, back, &n, 0), -1);
+    assert_int_equal(tg_base64_decode("/wD+", 4, back, &n, 1), -1);
+    assert_int_equal(tg_base64_decode("abcde", 5, back, &n, 0), -1); /* impossible length */
+    assert_int_equal(tg_base64_decode("ab=c", 4, back, &n, 0), -1);
+    assert_int_equal(tg_base64_decode("abc==", 5, back, &n, 0), -1); /* wrong padding */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(buf_cap_is_hard),
         cmocka_unit_test(arena_alloc_align_defer),
+        cmocka_unit_test(base64_both_alphabets),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
