@@ -43,6 +43,8 @@ static const char usage[] =
     "                         --enable_serialization_as_tensor_content\n"
     "  --max-tensor-bytes N   largest tensor decoded (default 1073741824)\n"
     "  --record FILE          append one JSON line per call: method, request (base64), metadata\n"
+    "  --tls-cert FILE        serve TLS with this PEM certificate chain (needs --tls-key)\n"
+    "  --tls-key FILE         the certificate's PEM private key\n"
     "  --help\n"
     "\n"
     "SIGTERM or SIGINT stops it cleanly (exit 0).\n";
@@ -100,6 +102,8 @@ enum {
     OPT_TENSOR_CONTENT,
     OPT_MAX_TENSOR_BYTES,
     OPT_RECORD,
+    OPT_TLS_CERT,
+    OPT_TLS_KEY,
     OPT_HELP,
 };
 
@@ -121,6 +125,8 @@ int main(int argc, char **argv)
         {"tensor-content", no_argument, NULL, OPT_TENSOR_CONTENT},
         {"max-tensor-bytes", required_argument, NULL, OPT_MAX_TENSOR_BYTES},
         {"record", required_argument, NULL, OPT_RECORD},
+        {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
+        {"tls-key", required_argument, NULL, OPT_TLS_KEY},
         {"help", no_argument, NULL, OPT_HELP},
         {NULL, 0, NULL, 0},
     };
@@ -190,6 +196,12 @@ int main(int argc, char **argv)
         case OPT_RECORD:
             cfg.record_path = optarg;
             break;
+        case OPT_TLS_CERT:
+            cfg.tls_cert = optarg;
+            break;
+        case OPT_TLS_KEY:
+            cfg.tls_key = optarg;
+            break;
         case OPT_HELP:
             fputs(usage, stdout);
             return 0;
@@ -203,6 +215,10 @@ int main(int argc, char **argv)
         return 2;
     }
 
+    if ((cfg.tls_cert == NULL) != (cfg.tls_key == NULL)) {
+        fprintf(stderr, "tfs-sim: --tls-cert and --tls-key go together\n");
+        return 2;
+    }
     int gpu = strcmp(cfg.device_name, "gpu") == 0;
     cfg.device.kind = gpu ? SIM_DEVICE_GPU : SIM_DEVICE_CPU;
     cfg.device.compute_us = (uint32_t)(compute >= 0 ? compute : gpu ? 2000 : 0);

@@ -431,6 +431,29 @@ static void *cq_thread(void *arg)
     return NULL;
 }
 
+static char *read_pem(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    char *buf;
+    long n;
+    if (f == NULL)
+        return NULL;
+    if (fseek(f, 0, SEEK_END) != 0 || (n = ftell(f)) < 0 || n > (1 << 20) ||
+        fseek(f, 0, SEEK_SET) != 0) {
+        fclose(f);
+        return NULL;
+    }
+    buf = sim_xmalloc((size_t)n + 1);
+    if (fread(buf, 1, (size_t)n, f) != (size_t)n) {
+        free(buf);
+        fclose(f);
+        return NULL;
+    }
+    buf[n] = '\0';
+    fclose(f);
+    return buf;
+}
+
 struct sim_server *sim_server_start(struct sim_registry *reg, const struct sim_server_config *cfg,
                                     int *bound_port, char *err, size_t errlen)
 {
@@ -479,7 +502,27 @@ struct sim_server *sim_server_start(struct sim_registry *reg, const struct sim_s
         snprintf(addr, sizeof(addr), "[%s]:%d", cfg->host, cfg->port);
     else
         snprintf(addr, sizeof(addr), "%s:%d", cfg->host, cfg->port);
-    creds = grpc_insecure_server_credentials_create();
+    if (cfg->tls_cert != NULL) {
+        char *cert = read_pem(cfg->tls_cert), *key = read_pem(cfg->tls_key);
+        if (cert == NULL || key == NULL) {
+            snprintf(err, errlen, "cannot read %s or %s", cfg->tls_cert, cfg->tls_key);
+            free(cert);
+            free(key);
+            grpc_server_destroy(srv->server);
+            grpc_completion_queue_shutdown(srv->cq);
+            while (grpc_completion_queue_next(srv->cq, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL)
+                       .type != GRPC_QUEUE_SHUTDOWN)
+                ;
+            grpc_completion_queue_destroy(srv->cq);
+            goto fail;
+        }
+        grpc_ssl_pem_key_cert_pair pair = {key, cert};
+        creds = grpc_ssl_server_credentials_create(NULL, &pair, 1, 0, NULL);
+        free(cert);
+        free(key);
+    } else {
+        creds = grpc_insecure_server_credentials_create();
+    }
     port = grpc_server_add_http2_port(srv->server, addr, creds);
     grpc_server_credentials_release(creds);
     if (port == 0) {

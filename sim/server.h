@@ -26,6 +26,8 @@ struct sim_server_config {
     struct sim_device_config device;
     struct sim_handler_opts handler;
     const char *record_path; /* append one JSON line per call, or NULL */
+    const char *tls_cert;    /* PEM certificate chain: serve TLS instead of cleartext */
+    const char *tls_key;     /* its PEM private key */
 };
 
 struct sim_server;

@@ -116,6 +116,36 @@ class TestReplicas(unittest.TestCase):
             self.assertEqual(gw.stop(), 0, gw.stderr())
 
 
+class TestBackendTls(unittest.TestCase):
+    def test_tls_to_the_backend(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            cert, key = harness.make_cert(tmp, "backend")
+            other, _ = harness.make_cert(tmp, "other")
+            sim = harness.Sim("--tls-cert", cert, "--tls-key", key)
+            pools = {"tls": {"targets": [sim.addr], "tls": {"ca": cert}},
+                     "wrong": {"targets": [sim.addr], "tls": {"ca": other}},
+                     "plain": {"targets": [sim.addr]}}
+            cfg = harness.write_json(tmp, "gw.json", {
+                "listen": [{"address": "127.0.0.1:0"}], "pools": pools,
+                "routes": [{"model": "half_plus_two", "pool": "tls"},
+                           {"model": "half_plus_three", "pool": "wrong"},
+                           {"model": "*", "pool": "plain"}]})
+            gw = harness.Gateway("--config", cfg)
+            try:
+                with gw.channel() as ch:
+                    stub = prediction_service_pb2_grpc.PredictionServiceStub(ch)
+                    self.assertEqual(list(stub.Predict(predict(), timeout=10).outputs["y"].float_val), [2.5])
+                    for model in ("half_plus_three", "other"):  # untrusted CA; cleartext to TLS
+                        with self.assertRaises(grpc.RpcError) as cm:
+                            stub.Predict(predict(model), timeout=10)
+                        self.assertEqual(cm.exception.code(), grpc.StatusCode.UNAVAILABLE)
+                        self.assertIn("upstream pool", cm.exception.details())
+                self.assertIn("grpc-core", gw.stderr())  # TLS pools use the grpc-core transport
+            finally:
+                self.assertEqual(gw.stop(), 0, gw.stderr())
+                sim.stop()
+
+
 class TestBackendUnavailable(unittest.TestCase):
     def test_batcher_queue_full_passes_through_unchanged(self):
         gpu = harness.Sim("--device", "gpu", "--compute-us", "200000", "--max-batch", "1",
