@@ -34,8 +34,8 @@ int tg_grpc_method_from_path(const char *path, size_t len)
     return -1;
 }
 
-static int inflate_message(const uint8_t *in, size_t len, int gzip, uint64_t max,
-                           struct tg_arena *arena, const uint8_t **out, size_t *out_len)
+int tg_inflate(struct tg_arena *arena, const uint8_t *in, size_t len, int gzip, uint64_t max,
+               const uint8_t **out, size_t *out_len)
 {
     z_stream z;
     size_t cap = len * 4 + 1024, used = 0;
@@ -129,8 +129,7 @@ int tg_grpc_unframe(const uint8_t *body, size_t len, uint64_t max, const char *e
         *why = "compressed message with an unsupported grpc-encoding";
         return TG_EUNIMPLEMENTED;
     }
-    int rv =
-        inflate_message(body + 5, n, strcasecmp(encoding, "gzip") == 0, max, arena, msg, msg_len);
+    int rv = tg_inflate(arena, body + 5, n, strcasecmp(encoding, "gzip") == 0, max, msg, msg_len);
     if (rv == TG_ETOOLARGE)
         *why = "request message larger than the gateway's limit once decompressed";
     else if (rv != 0)

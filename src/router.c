@@ -7,6 +7,7 @@
 
 #include "tfgate/config.h"
 #include "tfgate/error.h"
+#include "tfgate/rest.h"
 #include "tfgate/router.h"
 #include "tfgate/stream.h"
 #include "tfgate/worker.h"
@@ -27,15 +28,6 @@ static void not_found(struct tg_stream *st)
 
 static const struct tg_handler not_found_handler = {"not-found", small_body, not_found, NULL};
 
-static void rest_pending(struct tg_stream *st)
-{
-    tg_stream_respond_error(st, TG_EUNIMPLEMENTED, "tfgate: the REST API is not available yet");
-}
-
-/* The REST API (TF Serving's /v1/models/...) arrives with its own issue; until then every
- * /v1/ request gets 501 with a JSON error. */
-static const struct tg_handler rest_handler = {"rest", small_body, rest_pending, NULL};
-
 static void grpc_over_http1(struct tg_stream *st)
 {
     tg_stream_respond_error(st, TG_EINVAL,
@@ -51,6 +43,6 @@ const struct tg_handler *tg_router_pick(struct tg_stream *st)
     if (tg_stream_is_grpc(st))
         return st->http2 ? &tg_grpc_proxy_handler : &grpc_h1_handler;
     if (st->path_len >= 4 && strncasecmp(st->path, "/v1/", 4) == 0)
-        return &rest_handler;
+        return &tg_rest_handler;
     return &not_found_handler;
 }

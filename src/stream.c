@@ -301,6 +301,14 @@ static size_t json_error_body(const char *msg, char *out, size_t cap)
     return o;
 }
 
+void tg_stream_respond_json_error(struct tg_stream *st, int status, const char *message)
+{
+    size_t cap = strlen(message) * 6 + 32;
+    char *body = tg_arena_alloc(&st->arena, cap, 1);
+    size_t n = json_error_body(message, body, cap);
+    tg_stream_respond_http(st, status, "application/json", body, n);
+}
+
 void tg_stream_respond_error(struct tg_stream *st, int err, const char *message)
 {
     const struct tg_error_info *info = tg_error_info(err);
@@ -311,8 +319,5 @@ void tg_stream_respond_error(struct tg_stream *st, int err, const char *message)
         tg_stream_respond_grpc_status(st, info->grpc_status, message);
         return;
     }
-    size_t cap = strlen(message) * 6 + 32;
-    char *body = tg_arena_alloc(&st->arena, cap, 1);
-    size_t n = json_error_body(message, body, cap);
-    tg_stream_respond_http(st, info->http_status, "application/json", body, n);
+    tg_stream_respond_json_error(st, info->http_status, message);
 }

@@ -18,6 +18,7 @@
 #include "tfgate/config.h"
 #include "tfgate/conn.h"
 #include "tfgate/log.h"
+#include "tfgate/rest.h"
 #include "tfgate/upstream.h"
 #include "tfgate/upstream_h2.h"
 #include "tfgate/worker.h"
@@ -246,6 +247,7 @@ static void *loop_main(void *arg)
     uv_walk(&w->loop, close_walk, NULL);
     uv_run(&w->loop, UV_RUN_DEFAULT);
     tg_upstream_h2_worker_free(w);
+    tg_rest_cache_free(w);
     return NULL;
 }
 

@@ -39,6 +39,12 @@ int tg_grpc_method_from_path(const char *path, size_t len);
 int tg_grpc_unframe(const uint8_t *body, size_t len, uint64_t max, const char *encoding,
                     struct tg_arena *arena, const uint8_t **msg, size_t *msg_len, const char **why);
 
+/* Inflates |in| (gzip when |gzip|, else zlib/deflate) into |arena|, at most |max| bytes.
+ * Returns 0, TG_ETOOLARGE, or TG_EINVAL (corrupt or truncated). Used for gRPC messages and
+ * for gzip-encoded REST bodies. */
+int tg_inflate(struct tg_arena *arena, const uint8_t *in, size_t len, int gzip, uint64_t max,
+               const uint8_t **out, size_t *out_len);
+
 /* Parses a grpc-timeout value ("100m", "5S", "1H": 1-8 digits and a unit H M S m u n) into
  * milliseconds, rounded up. Returns 0, or -1 when malformed. */
 int tg_grpc_parse_timeout(const char *s, size_t len, uint64_t *ms);

@@ -121,6 +121,9 @@ void tg_stream_respond(struct tg_stream *st);
  * grpc-status and grpc-message; otherwise the HTTP status with {"error": message}.
  * |message| may be NULL (the error table's text). */
 void tg_stream_respond_error(struct tg_stream *st, int err, const char *message);
+/* HTTP: |status| with TF Serving's JSON error body {"error": message} (escaped as RapidJSON
+ * escapes, 4-space layout) and Content-Type: application/json. */
+void tg_stream_respond_json_error(struct tg_stream *st, int status, const char *message);
 /* gRPC: a trailers-only answer with |grpc_status| and |message|. */
 void tg_stream_respond_grpc_status(struct tg_stream *st, int grpc_status, const char *message);
 /* HTTP: |status| with a body (copied) of |content_type|. */

@@ -29,6 +29,7 @@ struct tg_limits;
 struct tg_pools;
 struct tg_upstream_call;
 struct h2up;
+struct tg_rest_cache;
 
 /* A message for a worker's loop thread. The poster owns it until deliver() runs. */
 struct tg_msg {
@@ -87,7 +88,8 @@ struct tg_worker {
     struct tg_conn *dirty;          /* connections with output to produce or to close */
     struct tg_upstream_call *calls; /* calls in flight (owned by their streams) */
     size_t n_calls;
-    struct h2up *h2up; /* the native transport's connections (upstream_h2.c) */
+    struct h2up *h2up;                /* the native transport's connections (upstream_h2.c) */
+    struct tg_rest_cache *rest_cache; /* REST: signatures by model (rest.c) */
 
     int draining;
     uint64_t drain_deadline_ms;

@@ -280,11 +280,12 @@ class TestClients(unittest.TestCase):
                                  "https://127.0.0.1:%d%sPredict" % (self.gw.ports[1], PS))
         self.check_answer(headers, out)
 
-    def test_curl_tls_http11_gets_a_clear_error(self):
+    def test_curl_tls_http11_rest(self):
         p = subprocess.run(["curl", "-sS", "--http1.1", "--cacert", self.cert, "-i",
-                            "https://127.0.0.1:%d/v1/models/x" % self.gw.ports[1]],
+                            "https://127.0.0.1:%d/v1/models/half_plus_two" % self.gw.ports[1]],
                            capture_output=True, text=True, timeout=30)
-        self.assertRegex(p.stdout, r"^HTTP/1.1 501 Not Implemented")
+        self.assertRegex(p.stdout, r"^HTTP/1.1 200 OK")
+        self.assertIn('"state": "AVAILABLE"', p.stdout)
 
     def test_python_grpc_over_tls(self):
         with open(self.cert, "rb") as f:

@@ -135,10 +135,11 @@ class TestHttp1Limits(GatewayCase):
         s.close()
 
     def test_pipelining_and_keepalive(self):
-        reqs = b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /v1/models/m HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        reqs = (b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /v1/models/half_plus_two HTTP/1.1\r\nHost: x\r\n\r\n"
+                b"GET /b HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         out = http(self.gw.port, reqs, read_until_close=True)
         statuses = re.findall(rb"HTTP/1\.1 \d{3} [A-Za-z ]+(?=\r\n)", out)
-        self.assertEqual(statuses, [b"HTTP/1.1 404 Not Found", b"HTTP/1.1 501 Not Implemented",
+        self.assertEqual(statuses, [b"HTTP/1.1 404 Not Found", b"HTTP/1.1 200 OK",
                                     b"HTTP/1.1 404 Not Found"])
 
     def test_malformed_request(self):
@@ -147,10 +148,14 @@ class TestHttp1Limits(GatewayCase):
 
     def test_expect_continue(self):
         s = socket.create_connection(("127.0.0.1", self.gw.port), timeout=5)
-        s.sendall(b"POST /v1/models/m:predict HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\n")
+        body = b'{"instances": [1.0]}'
+        s.sendall(b"POST /v1/models/half_plus_two:predict HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n"
+                  b"Expect: 100-continue\r\n\r\n" % len(body))
         self.assertTrue(s.recv(100).startswith(b"HTTP/1.1 100 Continue\r\n\r\n"))
-        s.sendall(b"{}")
-        self.assertTrue(s.recv(1000).startswith(b"HTTP/1.1 501 "))
+        s.sendall(body)
+        reply = s.recv(1000)
+        self.assertTrue(reply.startswith(b"HTTP/1.1 200 OK"), reply)
+        self.assertIn(b'"predictions": [2.5', reply)
         s.close()
 
 

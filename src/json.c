@@ -1,0 +1,717 @@
+/*
+ * json.c - see json.h. The structure follows RapidJSON 1.1.0's reader closely where that
+ * decides an error's text or offset (numbers, strings, literals); the values themselves are
+ * computed with a correctly rounded strtod in the C locale.
+ */
+#include <locale.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tfgate/arena.h"
+#include "tfgate/common.h"
+#include "tfgate/json.h"
+
+struct parser {
+    const char *s;   /* text */
+    size_t len;      /* up to the first NUL outside strings, found lazily */
+    size_t pos;
+    struct tg_arena *a;
+    size_t max_depth;
+    struct tg_json_error *err;
+    int failed;
+};
+
+/* RapidJSON's input stream reports a NUL byte as the end of the input. */
+static inline int peek(const struct parser *p)
+{
+    return p->pos < p->len ? (unsigned char)p->s[p->pos] : 0;
+}
+
+static int fail(struct parser *p, const char *msg, size_t offset)
+{
+    if (!p->failed) {
+        p->failed = 1;
+        p->err->message = msg;
+        p->err->offset = offset;
+    }
+    return -1;
+}
+
+static void skip_ws(struct parser *p)
+{
+    for (;;) {
+        int c = peek(p);
+        if (c == ' ' || c == '\n' || c == '\r' || c == '\t')
+            p->pos++;
+        else
+            return;
+    }
+}
+
+static int consume(struct parser *p, int c)
+{
+    if (peek(p) == c && c != 0) {
+        p->pos++;
+        return 1;
+    }
+    return 0;
+}
+
+static int parse_value(struct parser *p, struct tg_jval *v, size_t depth);
+
+static int hexval(int c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+static int parse_hex4(struct parser *p, size_t escape_offset, unsigned *out)
+{
+    unsigned cp = 0;
+    for (int i = 0; i < 4; i++) {
+        int h = hexval(peek(p));
+        if (h < 0)
+            return fail(p, "Incorrect hex digit after \\u escape in string.", escape_offset);
+        cp = cp << 4 | (unsigned)h;
+        p->pos++;
+    }
+    *out = cp;
+    return 0;
+}
+
+/* Growable byte buffer for string contents (freed by the caller). */
+struct sbuf {
+    char *b;
+    size_t n, cap;
+};
+
+static void sput(struct sbuf *sb, char c)
+{
+    if (sb->n == sb->cap) {
+        sb->cap = sb->cap ? sb->cap * 2 : 64;
+        sb->b = tg_xrealloc(sb->b, sb->cap);
+    }
+    sb->b[sb->n++] = c;
+}
+
+static void put_utf8(struct sbuf *sb, unsigned cp)
+{
+    if (cp < 0x80) {
+        sput(sb, (char)cp);
+    } else if (cp < 0x800) {
+        sput(sb, (char)(0xc0 | (cp >> 6)));
+        sput(sb, (char)(0x80 | (cp & 0x3f)));
+    } else if (cp < 0x10000) { /* a lone low surrogate lands here: CESU-style, as RapidJSON */
+        sput(sb, (char)(0xe0 | (cp >> 12)));
+        sput(sb, (char)(0x80 | ((cp >> 6) & 0x3f)));
+        sput(sb, (char)(0x80 | (cp & 0x3f)));
+    } else {
+        sput(sb, (char)(0xf0 | (cp >> 18)));
+        sput(sb, (char)(0x80 | ((cp >> 12) & 0x3f)));
+        sput(sb, (char)(0x80 | ((cp >> 6) & 0x3f)));
+        sput(sb, (char)(0x80 | (cp & 0x3f)));
+    }
+}
+
+/* Strings: the opening quote is at p->pos. Raw bytes are copied unchecked (no UTF-8
+ * validation, like TF Serving); a raw NUL reads as the end of input. */
+static int parse_string(struct parser *p, const char **out, uint32_t *out_len)
+{
+    static const char esc[256] = {['"'] = '"', ['\\'] = '\\', ['/'] = '/', ['b'] = '\b',
+                                  ['f'] = '\f', ['n'] = '\n', ['r'] = '\r', ['t'] = '\t'};
+    struct sbuf sb = {0};
+    p->pos++; /* the quote */
+    for (;;) {
+        /* a raw NUL is data to us but end of input to RapidJSON */
+        int c = p->pos < p->len ? (unsigned char)p->s[p->pos] : -1;
+        if (c == '\\') {
+            size_t eo = p->pos;
+            p->pos++;
+            int e = peek(p);
+            if (e != 0 && esc[e]) {
+                p->pos++;
+                sput(&sb, esc[e]);
+            } else if (e == 'u') {
+                unsigned cp, cp2;
+                p->pos++;
+                if (parse_hex4(p, eo, &cp) != 0)
+                    goto bad;
+                if (cp >= 0xd800 && cp <= 0xdbff) {
+                    if (!consume(p, '\\') || !consume(p, 'u')) {
+                        fail(p, "The surrogate pair in string is invalid.", eo);
+                        goto bad;
+                    }
+                    if (parse_hex4(p, eo, &cp2) != 0)
+                        goto bad;
+                    if (cp2 < 0xdc00 || cp2 > 0xdfff) {
+                        fail(p, "The surrogate pair in string is invalid.", eo);
+                        goto bad;
+                    }
+                    cp = (((cp - 0xd800) << 10) | (cp2 - 0xdc00)) + 0x10000;
+                }
+                put_utf8(&sb, cp);
+            } else {
+                fail(p, "Invalid escape character in string.", eo);
+                goto bad;
+            }
+        } else if (c == '"') {
+            p->pos++;
+            char *s = tg_arena_alloc(p->a, sb.n + 1, 1);
+            if (sb.n)
+                memcpy(s, sb.b, sb.n);
+            s[sb.n] = '\0';
+            *out = s;
+            *out_len = (uint32_t)sb.n;
+            free(sb.b);
+            return 0;
+        } else if (c < 0x20) {
+            if (c <= 0)
+                fail(p, "Missing a closing quotation mark in string.", p->pos);
+            else
+                fail(p, "Invalid escape character in string.", p->pos);
+            goto bad;
+        } else {
+            sput(&sb, (char)c);
+            p->pos++;
+        }
+    }
+bad:
+    free(sb.b);
+    return -1;
+}
+
+static int is_digit(int c)
+{
+    return c >= '0' && c <= '9';
+}
+
+static locale_t c_locale(void)
+{
+    static _Thread_local locale_t loc;
+    if (loc == (locale_t)0)
+        loc = newlocale(LC_NUMERIC_MASK, "C", (locale_t)0);
+    return loc;
+}
+
+/* RapidJSON's ParseNumber: the same acceptance, classification and error offsets. */
+static int parse_number(struct parser *p, struct tg_jval *v)
+{
+    size_t start = p->pos;
+    int minus = consume(p, '-');
+    int use64 = 0, use_double = 0;
+    uint64_t i64 = 0;
+    unsigned i = 0;
+
+    v->type = TG_JNUMBER;
+    if (peek(p) == '0') {
+        p->pos++;
+    } else if (peek(p) >= '1' && peek(p) <= '9') {
+        i = (unsigned)(peek(p) - '0');
+        p->pos++;
+        while (is_digit(peek(p))) {
+            if (minus ? i >= 214748364u : i >= 429496729u) {
+                if (minus ? (i != 214748364u || peek(p) > '8') : (i != 429496729u || peek(p) > '5')) {
+                    i64 = i;
+                    use64 = 1;
+                    break;
+                }
+            }
+            i = i * 10 + (unsigned)(peek(p) - '0');
+            p->pos++;
+        }
+    } else if (peek(p) == 'I' || peek(p) == 'N') {
+        double d;
+        if (consume(p, 'N')) {
+            if (!consume(p, 'a') || !consume(p, 'N'))
+                return fail(p, "Invalid value.", p->pos);
+            d = NAN;
+        } else {
+            consume(p, 'I');
+            if (!consume(p, 'n') || !consume(p, 'f'))
+                return fail(p, "Invalid value.", p->pos);
+            if (peek(p) == 'i' && !(consume(p, 'i') && consume(p, 'n') && consume(p, 'i') &&
+                                    consume(p, 't') && consume(p, 'y')))
+                return fail(p, "Invalid value.", p->pos);
+            d = minus ? -INFINITY : INFINITY;
+        }
+        v->num = TG_JNUM_DOUBLE;
+        v->nonfinite = 1;
+        v->u.d = d;
+        return 0;
+    } else {
+        return fail(p, "Invalid value.", p->pos);
+    }
+
+    if (use64) {
+        while (is_digit(peek(p))) {
+            if (minus ? i64 >= 922337203685477580ull : i64 >= 1844674407370955161ull) {
+                if (minus ? (i64 != 922337203685477580ull || peek(p) > '8')
+                          : (i64 != 1844674407370955161ull || peek(p) > '5')) {
+                    use_double = 1;
+                    break;
+                }
+            }
+            i64 = i64 * 10 + (uint64_t)(peek(p) - '0');
+            p->pos++;
+        }
+    }
+    /* digits past uint64: the value is a double; more than 308 of them is "too big" */
+    size_t big_digits = 0;
+    if (use_double) {
+        while (is_digit(peek(p))) {
+            if (++big_digits + 19 > 308)
+                return fail(p, "Number too big to be stored in double.", start);
+            p->pos++;
+        }
+    }
+    int frac_digits = 0, has_frac = 0, has_exp = 0;
+    if (consume(p, '.')) {
+        has_frac = 1;
+        if (!is_digit(peek(p)))
+            return fail(p, "Miss fraction part in number.", p->pos);
+        while (is_digit(peek(p))) {
+            frac_digits++;
+            p->pos++;
+        }
+    }
+    if (consume(p, 'e') || consume(p, 'E')) {
+        int exp_minus = 0;
+        long exp = 0;
+        has_exp = 1;
+        if (consume(p, '+'))
+            ;
+        else if (consume(p, '-'))
+            exp_minus = 1;
+        if (!is_digit(peek(p)))
+            return fail(p, "Miss exponent in number.", p->pos);
+        /* RapidJSON counts at most 17 significant fraction digits into its expFrac */
+        long max_exp = 308 + (frac_digits < 17 ? frac_digits : 17);
+        while (is_digit(peek(p))) {
+            exp = exp * 10 + (peek(p) - '0');
+            p->pos++;
+            if (!exp_minus && exp > max_exp)
+                return fail(p, "Number too big to be stored in double.", start);
+            if (exp > 100000000)
+                exp = 100000000; /* a negative exponent this large is just zero */
+        }
+    }
+    if (!use_double && !has_frac && !has_exp) {
+        if (minus) {
+            uint64_t mag = use64 ? i64 : i;
+            v->num = TG_JNUM_INT;
+            v->u.i64 = mag == 0 ? 0 : (int64_t)(0 - mag); /* -0 is the integer 0 */
+        } else {
+            uint64_t val = use64 ? i64 : i;
+            if (val > INT64_MAX) {
+                v->num = TG_JNUM_UINT;
+                v->u.u64 = val;
+            } else {
+                v->num = TG_JNUM_INT;
+                v->u.i64 = (int64_t)val;
+            }
+        }
+        return 0;
+    }
+    /* the value: strtod on the literal, in the C locale whatever the process locale is */
+    size_t n = p->pos - start;
+    char stackbuf[128], *buf = n < sizeof(stackbuf) ? stackbuf : tg_xmalloc(n + 1);
+    memcpy(buf, p->s + start, n);
+    buf[n] = '\0';
+    double d = strtod_l(buf, NULL, c_locale());
+    if (buf != stackbuf)
+        free(buf);
+    if (isinf(d))
+        return fail(p, "Number too big to be stored in double.", start);
+    v->num = TG_JNUM_DOUBLE;
+    v->u.d = d;
+    return 0;
+}
+
+static int parse_literal(struct parser *p, struct tg_jval *v, const char *rest, enum tg_jtype t)
+{
+    p->pos++;
+    for (const char *r = rest; *r; r++) {
+        if (!consume(p, *r))
+            return fail(p, "Invalid value.", p->pos);
+    }
+    v->type = (uint8_t)t;
+    return 0;
+}
+
+/* Growable vector for array items / object members during parsing. */
+struct vec {
+    void *b;
+    size_t n, cap, size;
+};
+
+static void *vpush(struct vec *v)
+{
+    if (v->n == v->cap) {
+        v->cap = v->cap ? v->cap * 2 : 8;
+        v->b = tg_xrealloc(v->b, v->cap * v->size);
+    }
+    return (char *)v->b + v->size * v->n++;
+}
+
+static void *vfinish(struct parser *p, struct vec *v, size_t align)
+{
+    void *out = tg_arena_alloc(p->a, v->n * v->size + 1, align);
+    if (v->n)
+        memcpy(out, v->b, v->n * v->size);
+    free(v->b);
+    return out;
+}
+
+static int parse_array(struct parser *p, struct tg_jval *v, size_t depth)
+{
+    struct vec items = {.size = sizeof(struct tg_jval)};
+    p->pos++;
+    skip_ws(p);
+    if (consume(p, ']'))
+        goto done;
+    for (;;) {
+        struct tg_jval *it = vpush(&items);
+        memset(it, 0, sizeof(*it));
+        if (parse_value(p, it, depth + 1) != 0)
+            goto bad;
+        skip_ws(p);
+        if (consume(p, ','))
+            skip_ws(p);
+        else if (consume(p, ']'))
+            break;
+        else {
+            fail(p, "Missing a comma or ']' after an array element.", p->pos);
+            goto bad;
+        }
+    }
+done:
+    v->type = TG_JARRAY;
+    v->len = (uint32_t)items.n;
+    v->u.items = vfinish(p, &items, _Alignof(struct tg_jval));
+    return 0;
+bad:
+    free(items.b);
+    return -1;
+}
+
+static int parse_object(struct parser *p, struct tg_jval *v, size_t depth)
+{
+    struct vec members = {.size = sizeof(struct tg_jmember)};
+    p->pos++;
+    skip_ws(p);
+    if (consume(p, '}'))
+        goto done;
+    for (;;) {
+        if (peek(p) != '"') {
+            fail(p, "Missing a name for object member.", p->pos);
+            goto bad;
+        }
+        struct tg_jmember *m = vpush(&members);
+        memset(m, 0, sizeof(*m));
+        if (parse_string(p, &m->key, &m->key_len) != 0)
+            goto bad;
+        skip_ws(p);
+        if (!consume(p, ':')) {
+            fail(p, "Missing a colon after a name of object member.", p->pos);
+            goto bad;
+        }
+        skip_ws(p);
+        if (parse_value(p, &m->val, depth + 1) != 0)
+            goto bad;
+        skip_ws(p);
+        if (consume(p, ','))
+            skip_ws(p);
+        else if (consume(p, '}'))
+            break;
+        else {
+            fail(p, "Missing a comma or '}' after an object member.", p->pos);
+            goto bad;
+        }
+    }
+done:
+    v->type = TG_JOBJECT;
+    v->len = (uint32_t)members.n;
+    v->u.members = vfinish(p, &members, _Alignof(struct tg_jmember));
+    return 0;
+bad:
+    free(members.b);
+    return -1;
+}
+
+static int parse_value(struct parser *p, struct tg_jval *v, size_t depth)
+{
+    if (depth > p->max_depth)
+        return fail(p, "Terminate parsing due to Handler error.", p->pos);
+    switch (peek(p)) {
+    case 'n':
+        return parse_literal(p, v, "ull", TG_JNULL);
+    case 't':
+        return parse_literal(p, v, "rue", TG_JTRUE);
+    case 'f':
+        return parse_literal(p, v, "alse", TG_JFALSE);
+    case '"':
+        v->type = TG_JSTRING;
+        return parse_string(p, &v->u.str, &v->len);
+    case '{':
+        return parse_object(p, v, depth);
+    case '[':
+        return parse_array(p, v, depth);
+    default:
+        return parse_number(p, v);
+    }
+}
+
+int tg_json_parse(const char *text, size_t len, struct tg_arena *arena, size_t max_depth,
+                  struct tg_jval **out, struct tg_json_error *err)
+{
+    struct parser p = {.s = text, .len = len, .a = arena, .max_depth = max_depth, .err = err};
+    struct tg_jval *root = TG_ARENA_NEW(arena, struct tg_jval);
+
+    skip_ws(&p);
+    if (peek(&p) == 0)
+        return fail(&p, "The document is empty.", p.pos);
+    if (parse_value(&p, root, 1) != 0)
+        return -1;
+    *out = root; /* anything after the first value is ignored (TF Serving >= 2.18) */
+    return 0;
+}
+
+const struct tg_jval *tg_json_get(const struct tg_jval *obj, const char *key, size_t klen)
+{
+    if (obj == NULL || obj->type != TG_JOBJECT)
+        return NULL;
+    for (uint32_t i = 0; i < obj->len; i++) {
+        const struct tg_jmember *m = &obj->u.members[i];
+        if (m->key_len == klen && memcmp(m->key, key, klen) == 0)
+            return &m->val;
+    }
+    return NULL;
+}
+
+double tg_json_number(const struct tg_jval *v)
+{
+    switch (v->num) {
+    case TG_JNUM_INT:
+        return (double)v->u.i64;
+    case TG_JNUM_UINT:
+        return (double)v->u.u64;
+    default:
+        return v->u.d;
+    }
+}
+
+const char *tg_json_type_name(const struct tg_jval *v)
+{
+    static const char *const names[] = {"Null", "False", "True", "Object", "Array", "String", "Number"};
+    return names[v->type];
+}
+
+/* ---- RapidJSON's number and value printing, for error messages ---- */
+
+size_t tg_json_format_double(double d, char *out)
+{
+    char digits[32], tmp[40];
+    int n = 0, k;
+    size_t o = 0;
+
+    if (signbit(d)) {
+        out[o++] = '-';
+        d = -d;
+    }
+    if (d == 0) {
+        memcpy(out + o, "0.0", 4);
+        return o + 3;
+    }
+    /* the shortest digits that read back as |d| (what Grisu2 finds for nearly every value) */
+    for (int prec = 1; prec <= 17; prec++) {
+        snprintf(tmp, sizeof(tmp), "%.*e", prec - 1, d);
+        if (strtod_l(tmp, NULL, c_locale()) == d)
+            break;
+    }
+    /* tmp is "D.DDDDe+XX": split into digits and a decimal exponent */
+    int e10 = atoi(strchr(tmp, 'e') + 1);
+    for (const char *c = tmp; *c && *c != 'e'; c++) {
+        if (*c != '.')
+            digits[n++] = *c;
+    }
+    while (n > 1 && digits[n - 1] == '0')
+        n--;
+    digits[n] = '\0';
+    k = e10 - (n - 1); /* value = digits * 10^k */
+    int kk = n + k;
+    if (k >= 0 && kk <= 21) {
+        memcpy(out + o, digits, (size_t)n);
+        o += (size_t)n;
+        for (int i = 0; i < k; i++)
+            out[o++] = '0';
+        out[o++] = '.';
+        out[o++] = '0';
+    } else if (kk > 0 && kk <= 21) {
+        memcpy(out + o, digits, (size_t)kk);
+        o += (size_t)kk;
+        out[o++] = '.';
+        memcpy(out + o, digits + kk, (size_t)(n - kk));
+        o += (size_t)(n - kk);
+    } else if (kk > -6 && kk <= 0) {
+        out[o++] = '0';
+        out[o++] = '.';
+        for (int i = 0; i < -kk; i++)
+            out[o++] = '0';
+        memcpy(out + o, digits, (size_t)n);
+        o += (size_t)n;
+    } else {
+        out[o++] = digits[0];
+        if (n > 1) {
+            out[o++] = '.';
+            memcpy(out + o, digits + 1, (size_t)(n - 1));
+            o += (size_t)(n - 1);
+        }
+        o += (size_t)snprintf(out + o, 16, "e%d", kk - 1);
+    }
+    out[o] = '\0';
+    return o;
+}
+
+#define DEBUG_CAP 256
+
+struct dbuf {
+    char b[DEBUG_CAP + 1];
+    size_t n;
+};
+
+static void dput(struct dbuf *d, const char *s, size_t len)
+{
+    size_t room = DEBUG_CAP - d->n;
+    if (len > room)
+        len = room;
+    memcpy(d->b + d->n, s, len);
+    d->n += len;
+}
+
+static void dputs(struct dbuf *d, const char *s)
+{
+    dput(d, s, strlen(s));
+}
+
+static void dstring(struct dbuf *d, const char *s, size_t len)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    dput(d, "\"", 1);
+    for (size_t i = 0; i < len && d->n < DEBUG_CAP; i++) {
+        unsigned char c = (unsigned char)s[i];
+        char e[7];
+        switch (c) {
+        case '"':
+            dput(d, "\\\"", 2);
+            break;
+        case '\\':
+            dput(d, "\\\\", 2);
+            break;
+        case '\b':
+            dput(d, "\\b", 2);
+            break;
+        case '\f':
+            dput(d, "\\f", 2);
+            break;
+        case '\n':
+            dput(d, "\\n", 2);
+            break;
+        case '\r':
+            dput(d, "\\r", 2);
+            break;
+        case '\t':
+            dput(d, "\\t", 2);
+            break;
+        default:
+            if (c < 0x20) {
+                e[0] = '\\';
+                e[1] = 'u';
+                e[2] = '0';
+                e[3] = '0';
+                e[4] = hex[c >> 4];
+                e[5] = hex[c & 15];
+                dput(d, e, 6);
+            } else {
+                dput(d, (const char *)&c, 1);
+            }
+        }
+    }
+    dput(d, "\"", 1);
+}
+
+static void indent(struct dbuf *d, int level)
+{
+    for (int i = 0; i < level && d->n < DEBUG_CAP; i++)
+        dput(d, "    ", 4);
+}
+
+static void dvalue(struct dbuf *d, const struct tg_jval *v, int level)
+{
+    char num[40];
+    if (d->n >= DEBUG_CAP)
+        return;
+    switch (v->type) {
+    case TG_JNULL:
+        dputs(d, "null");
+        break;
+    case TG_JFALSE:
+        dputs(d, "false");
+        break;
+    case TG_JTRUE:
+        dputs(d, "true");
+        break;
+    case TG_JSTRING:
+        dstring(d, v->u.str, v->len);
+        break;
+    case TG_JNUMBER:
+        if (v->num == TG_JNUM_INT)
+            snprintf(num, sizeof(num), "%lld", (long long)v->u.i64);
+        else if (v->num == TG_JNUM_UINT)
+            snprintf(num, sizeof(num), "%llu", (unsigned long long)v->u.u64);
+        else if (v->nonfinite || !isfinite(v->u.d))
+            num[0] = '\0'; /* RapidJSON's writer refuses NaN and Inf: nothing is printed */
+        else
+            tg_json_format_double(v->u.d, num);
+        dputs(d, num);
+        break;
+    case TG_JARRAY: /* single-line arrays (kFormatSingleLineArray) */
+        dput(d, "[", 1);
+        for (uint32_t i = 0; i < v->len && d->n < DEBUG_CAP; i++) {
+            if (i)
+                dput(d, ", ", 2);
+            dvalue(d, &v->u.items[i], level + 1);
+        }
+        dput(d, "]", 1);
+        break;
+    case TG_JOBJECT:
+        dput(d, "{", 1);
+        for (uint32_t i = 0; i < v->len && d->n < DEBUG_CAP; i++) {
+            dput(d, i ? ",\n" : "\n", i ? 2 : 1);
+            indent(d, level + 1);
+            dstring(d, v->u.members[i].key, v->u.members[i].key_len);
+            dput(d, ": ", 2);
+            dvalue(d, &v->u.members[i].val, level + 1);
+        }
+        if (v->len > 0) {
+            dput(d, "\n", 1);
+            indent(d, level);
+        }
+        dput(d, "}", 1);
+        break;
+    }
+}
+
+const char *tg_json_debug(const struct tg_jval *v, struct tg_arena *arena)
+{
+    struct dbuf d;
+    d.n = 0;
+    dvalue(&d, v, 0);
+    return tg_arena_strndup(arena, d.b, d.n);
+}
