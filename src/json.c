@@ -14,8 +14,8 @@
 #include "tfgate/json.h"
 
 struct parser {
-    const char *s;   /* text */
-    size_t len;      /* up to the first NUL outside strings, found lazily */
+    const char *s; /* text */
+    size_t len;    /* up to the first NUL outside strings, found lazily */
     size_t pos;
     struct tg_arena *a;
     size_t max_depth;
@@ -124,8 +124,8 @@ static void put_utf8(struct sbuf *sb, unsigned cp)
  * validation, like TF Serving); a raw NUL reads as the end of input. */
 static int parse_string(struct parser *p, const char **out, uint32_t *out_len)
 {
-    static const char esc[256] = {['"'] = '"', ['\\'] = '\\', ['/'] = '/', ['b'] = '\b',
-                                  ['f'] = '\f', ['n'] = '\n', ['r'] = '\r', ['t'] = '\t'};
+    static const char esc[256] = {['"'] = '"',  ['\\'] = '\\', ['/'] = '/',  ['b'] = '\b',
+                                  ['f'] = '\f', ['n'] = '\n',  ['r'] = '\r', ['t'] = '\t'};
     struct sbuf sb = {0};
     p->pos++; /* the quote */
     for (;;) {
@@ -217,7 +217,8 @@ static int parse_number(struct parser *p, struct tg_jval *v)
         p->pos++;
         while (is_digit(peek(p))) {
             if (minus ? i >= 214748364u : i >= 429496729u) {
-                if (minus ? (i != 214748364u || peek(p) > '8') : (i != 429496729u || peek(p) > '5')) {
+                if (minus ? (i != 214748364u || peek(p) > '8')
+                          : (i != 429496729u || peek(p) > '5')) {
                     i64 = i;
                     use64 = 1;
                     break;
@@ -509,7 +510,8 @@ double tg_json_number(const struct tg_jval *v)
 
 const char *tg_json_type_name(const struct tg_jval *v)
 {
-    static const char *const names[] = {"Null", "False", "True", "Object", "Array", "String", "Number"};
+    static const char *const names[] = {"Null",  "False",  "True",  "Object",
+                                        "Array", "String", "Number"};
     return names[v->type];
 }
 

@@ -41,8 +41,8 @@
 #include "tfgate/worker.h"
 
 #define JSON_MAX_DEPTH 1000 /* TF Serving parses any depth; we stop here (documented) */
-#define META_TTL_MS 5000    /* signature cache lifetime: a new version is seen within this */
-#define META_MAX 1024       /* cached signatures per worker */
+#define META_TTL_MS    5000 /* signature cache lifetime: a new version is seen within this */
+#define META_MAX       1024 /* cached signatures per worker */
 
 enum rest_kind {
     R_PREDICT = 0,
@@ -57,7 +57,7 @@ typedef void next_step(struct tg_stream *st, struct rest *r, const struct tg_ups
 
 struct rest {
     enum rest_kind kind;
-    next_step *next;       /* what runs when the backend call completes */
+    next_step *next; /* what runs when the backend call completes */
     const char *name;
     int has_version;
     int64_t version;
@@ -243,7 +243,7 @@ overflow:
     snprintf(msg, sizeof(msg), "Failed to convert version: %.*s to numeric.", (int)ndigits, digits);
     respond_error(st, 400, msg);
     return -1;
-malformed: {
+malformed : {
     size_t cap = st->path_len + 64;
     char *m = tg_arena_alloc(&st->arena, cap, 1);
     snprintf(m, cap, "Malformed request: %s %s", st->method, st->path);
@@ -271,7 +271,8 @@ static void arena_free_cb(void *data, void *p)
         (type *)fn(&al_, (res)->response_len, (res)->response);                                    \
     })
 
-static Tensorflow__Serving__ModelSpec *model_spec(struct tg_stream *st, struct rest *r, const char *sig)
+static Tensorflow__Serving__ModelSpec *model_spec(struct tg_stream *st, struct rest *r,
+                                                  const char *sig)
 {
     Tensorflow__Serving__ModelSpec *s = TG_ARENA_NEW(&st->arena, Tensorflow__Serving__ModelSpec);
     tensorflow__serving__model_spec__init(s);
@@ -312,7 +313,8 @@ static void call_backend(struct tg_stream *st, struct rest *r, enum tg_grpc_meth
         .method = method,
         .message = buf,
         .message_len = len,
-        .timeout_ms = r->route->timeout_ms ? r->route->timeout_ms : st->w->limits->default_deadline_ms,
+        .timeout_ms =
+            r->route->timeout_ms ? r->route->timeout_ms : st->w->limits->default_deadline_ms,
     };
     r->next = next;
     r->in_flight = 1;
@@ -328,8 +330,9 @@ static int call_failed(struct tg_stream *st, struct rest *r, const struct tg_ups
     if (res->transport_failure) {
         size_t cap = res->message_len + 512;
         char *m = tg_arena_alloc(&st->arena, cap, 1);
-        snprintf(m, cap, "tfgate: upstream pool '%s' (%s) replica %s unavailable: %s", r->pool->cfg->name,
-                 r->pool->cfg->device, res->replica ? res->replica->target : "(none)", res->message);
+        snprintf(m, cap, "tfgate: upstream pool '%s' (%s) replica %s unavailable: %s",
+                 r->pool->cfg->name, r->pool->cfg->device,
+                 res->replica ? res->replica->target : "(none)", res->message);
         respond_error(st, 503, m);
     } else {
         respond_grpc_error(st, res->status, res->message);
@@ -345,7 +348,7 @@ struct sig_entry {
 };
 
 struct meta_entry {
-    char key[512];              /* "model\0version-or-label" */
+    char key[512]; /* "model\0version-or-label" */
     uint64_t expires_ms;
     size_t n_sigs;
     struct sig_entry *sigs;
@@ -431,8 +434,8 @@ static struct meta_entry *cache_put(struct tg_worker *w, const char *key,
 }
 
 /* The SignatureDefMap inside a GetModelMetadataResponse, or NULL. */
-static Tensorflow__Serving__SignatureDefMap *sigmap_of(struct tg_stream *st,
-                                                       const Tensorflow__Serving__GetModelMetadataResponse *resp)
+static Tensorflow__Serving__SignatureDefMap *
+sigmap_of(struct tg_stream *st, const Tensorflow__Serving__GetModelMetadataResponse *resp)
 {
     for (size_t i = 0; resp != NULL && i < resp->n_metadata; i++) {
         const Tensorflow__Serving__GetModelMetadataResponse__MetadataEntry *e = resp->metadata[i];
@@ -455,7 +458,8 @@ static void predict_done(struct tg_stream *st, struct rest *r, const struct tg_u
     if (call_failed(st, r, res) != 0)
         return;
     Tensorflow__Serving__PredictResponse *resp =
-        UNPACK(st, Tensorflow__Serving__PredictResponse, tensorflow__serving__predict_response__unpack, res);
+        UNPACK(st, Tensorflow__Serving__PredictResponse,
+               tensorflow__serving__predict_response__unpack, res);
     if (resp == NULL) {
         respond_error(st, 500, "tfgate: the backend's PredictResponse does not parse");
         return;
@@ -479,7 +483,8 @@ static void predict_with_signature(struct tg_stream *st, struct rest *r, const s
             se = &m->sigs[i];
     }
     if (se == NULL) {
-        snprintf(msg, sizeof(msg), "Serving signature name: \"%.400s\" not found in signature def", want);
+        snprintf(msg, sizeof(msg), "Serving signature name: \"%.400s\" not found in signature def",
+                 want);
         respond_error(st, 400, msg);
         return;
     }
@@ -489,7 +494,8 @@ static void predict_with_signature(struct tg_stream *st, struct rest *r, const s
         respond_error(st, 400, msg);
         return;
     }
-    Tensorflow__Serving__PredictRequest *req = TG_ARENA_NEW(&st->arena, Tensorflow__Serving__PredictRequest);
+    Tensorflow__Serving__PredictRequest *req =
+        TG_ARENA_NEW(&st->arena, Tensorflow__Serving__PredictRequest);
     tensorflow__serving__predict_request__init(req);
     if (tg_tj_decode_predict(&st->arena, r->body, &se->sig, req, &r->row, &err) != 0) {
         respond_grpc_error(st, err.code, err.message);
@@ -501,12 +507,14 @@ static void predict_with_signature(struct tg_stream *st, struct rest *r, const s
     call_backend(st, r, TG_GM_PREDICT, &req->base, predict_done);
 }
 
-static void metadata_for_predict(struct tg_stream *st, struct rest *r, const struct tg_upstream_result *res)
+static void metadata_for_predict(struct tg_stream *st, struct rest *r,
+                                 const struct tg_upstream_result *res)
 {
     if (call_failed(st, r, res) != 0)
         return; /* not found, bad label: the same texts TF Serving's lookup gives (§7) */
-    Tensorflow__Serving__GetModelMetadataResponse *resp = UNPACK(
-        st, Tensorflow__Serving__GetModelMetadataResponse, tensorflow__serving__get_model_metadata_response__unpack, res);
+    Tensorflow__Serving__GetModelMetadataResponse *resp =
+        UNPACK(st, Tensorflow__Serving__GetModelMetadataResponse,
+               tensorflow__serving__get_model_metadata_response__unpack, res);
     Tensorflow__Serving__SignatureDefMap *map = sigmap_of(st, resp);
     if (map == NULL) {
         respond_error(st, 500, "tfgate: the backend's model metadata has no signature_def");
@@ -515,7 +523,8 @@ static void metadata_for_predict(struct tg_stream *st, struct rest *r, const str
     predict_with_signature(st, r, cache_put(st->w, r->cache_key, map));
 }
 
-static Tensorflow__Serving__GetModelMetadataRequest *metadata_request(struct tg_stream *st, struct rest *r)
+static Tensorflow__Serving__GetModelMetadataRequest *metadata_request(struct tg_stream *st,
+                                                                      struct rest *r)
 {
     static char *fields[] = {"signature_def"};
     Tensorflow__Serving__GetModelMetadataRequest *req =
@@ -534,7 +543,8 @@ static void start_predict(struct tg_stream *st, struct rest *r)
         snprintf(r->cache_key, sizeof(r->cache_key), "%zu:%s/v%lld", strlen(r->name), r->name,
                  (long long)r->version);
     else if (r->label)
-        snprintf(r->cache_key, sizeof(r->cache_key), "%zu:%s/l%s", strlen(r->name), r->name, r->label);
+        snprintf(r->cache_key, sizeof(r->cache_key), "%zu:%s/l%s", strlen(r->name), r->name,
+                 r->label);
     else
         snprintf(r->cache_key, sizeof(r->cache_key), "%zu:%s/latest", strlen(r->name), r->name);
     struct meta_entry *m = cache_find(st->w, r->cache_key);
@@ -542,12 +552,14 @@ static void start_predict(struct tg_stream *st, struct rest *r)
         predict_with_signature(st, r, m);
         return;
     }
-    call_backend(st, r, TG_GM_GET_MODEL_METADATA, &metadata_request(st, r)->base, metadata_for_predict);
+    call_backend(st, r, TG_GM_GET_MODEL_METADATA, &metadata_request(st, r)->base,
+                 metadata_for_predict);
 }
 
 /* ---- classify / regress (§3.9) ---- */
 
-static void classify_done(struct tg_stream *st, struct rest *r, const struct tg_upstream_result *res)
+static void classify_done(struct tg_stream *st, struct rest *r,
+                          const struct tg_upstream_result *res)
 {
     struct tg_tj_error err;
     char *text;
@@ -556,12 +568,14 @@ static void classify_done(struct tg_stream *st, struct rest *r, const struct tg_
     if (call_failed(st, r, res) != 0)
         return;
     if (r->kind == R_CLASSIFY) {
-        Tensorflow__Serving__ClassificationResponse *resp = UNPACK(
-            st, Tensorflow__Serving__ClassificationResponse, tensorflow__serving__classification_response__unpack, res);
+        Tensorflow__Serving__ClassificationResponse *resp =
+            UNPACK(st, Tensorflow__Serving__ClassificationResponse,
+                   tensorflow__serving__classification_response__unpack, res);
         rv = resp ? tg_tj_encode_classify(&st->arena, resp->result, &text, &len, &err) : -2;
     } else {
-        Tensorflow__Serving__RegressionResponse *resp = UNPACK(
-            st, Tensorflow__Serving__RegressionResponse, tensorflow__serving__regression_response__unpack, res);
+        Tensorflow__Serving__RegressionResponse *resp =
+            UNPACK(st, Tensorflow__Serving__RegressionResponse,
+                   tensorflow__serving__regression_response__unpack, res);
         rv = resp ? tg_tj_encode_regress(&st->arena, resp->result, &text, &len, &err) : -2;
     }
     if (rv == -2)
@@ -629,8 +643,9 @@ static void status_done(struct tg_stream *st, struct rest *r, const struct tg_up
 {
     if (call_failed(st, r, res) != 0)
         return;
-    Tensorflow__Serving__GetModelStatusResponse *resp = UNPACK(
-        st, Tensorflow__Serving__GetModelStatusResponse, tensorflow__serving__get_model_status_response__unpack, res);
+    Tensorflow__Serving__GetModelStatusResponse *resp =
+        UNPACK(st, Tensorflow__Serving__GetModelStatusResponse,
+               tensorflow__serving__get_model_status_response__unpack, res);
     if (resp == NULL) {
         respond_error(st, 500, "tfgate: the backend's GetModelStatusResponse does not parse");
         return;
@@ -640,14 +655,16 @@ static void status_done(struct tg_stream *st, struct rest *r, const struct tg_up
         const Tensorflow__Serving__ModelVersionStatus *v = resp->model_version_status[i];
         json_t *o = json_object(), *s = json_object();
         json_object_set_new(o, "version", int64_str(v->version));
-        json_object_set_new(o, "state", json_string(enum_name(
-                                            &tensorflow__serving__model_version_status__state__descriptor, v->state)));
+        json_object_set_new(
+            o, "state",
+            json_string(enum_name(&tensorflow__serving__model_version_status__state__descriptor,
+                                  v->state)));
         json_object_set_new(s, "error_code",
                             json_string(enum_name(&tensorflow__error__code__descriptor,
                                                   v->status ? v->status->error_code : 0)));
-        json_object_set_new(s, "error_message", json_string(v->status && v->status->error_message
-                                                                ? v->status->error_message
-                                                                : ""));
+        json_object_set_new(
+            s, "error_message",
+            json_string(v->status && v->status->error_message ? v->status->error_message : ""));
         json_object_set_new(o, "status", s);
         json_array_append_new(list, o);
     }
@@ -672,16 +689,20 @@ static json_t *shape_json(const Tensorflow__TensorShapeProto *sh)
 static json_t *tensor_info_json(const Tensorflow__TensorInfo *ti)
 {
     json_t *o = json_object();
-    json_object_set_new(o, "dtype", json_string(enum_name(&tensorflow__data_type__descriptor, ti->dtype)));
+    json_object_set_new(o, "dtype",
+                        json_string(enum_name(&tensorflow__data_type__descriptor, ti->dtype)));
     if (ti->tensor_shape != NULL) /* absent shapes print nothing (half_plus_three) */
         json_object_set_new(o, "tensor_shape", shape_json(ti->tensor_shape));
     if (ti->encoding_case == TENSORFLOW__TENSOR_INFO__ENCODING_NAME)
         json_object_set_new(o, "name", json_string(ti->name ? ti->name : ""));
     else if (ti->encoding_case == TENSORFLOW__TENSOR_INFO__ENCODING_COO_SPARSE && ti->coo_sparse) {
         json_t *c = json_object();
-        json_object_set_new(c, "values_tensor_name", json_string(ti->coo_sparse->values_tensor_name));
-        json_object_set_new(c, "indices_tensor_name", json_string(ti->coo_sparse->indices_tensor_name));
-        json_object_set_new(c, "dense_shape_tensor_name", json_string(ti->coo_sparse->dense_shape_tensor_name));
+        json_object_set_new(c, "values_tensor_name",
+                            json_string(ti->coo_sparse->values_tensor_name));
+        json_object_set_new(c, "indices_tensor_name",
+                            json_string(ti->coo_sparse->indices_tensor_name));
+        json_object_set_new(c, "dense_shape_tensor_name",
+                            json_string(ti->coo_sparse->dense_shape_tensor_name));
         json_object_set_new(o, "coo_sparse", c);
     }
     return o;
@@ -690,7 +711,8 @@ static json_t *tensor_info_json(const Tensorflow__TensorInfo *ti)
 static json_t *tensor_json(const Tensorflow__TensorProto *t)
 {
     json_t *o = json_object();
-    json_object_set_new(o, "dtype", json_string(enum_name(&tensorflow__data_type__descriptor, t->dtype)));
+    json_object_set_new(o, "dtype",
+                        json_string(enum_name(&tensorflow__data_type__descriptor, t->dtype)));
     if (t->tensor_shape)
         json_object_set_new(o, "tensor_shape", shape_json(t->tensor_shape));
     json_object_set_new(o, "version_number", json_integer(t->version_number));
@@ -705,12 +727,14 @@ static json_t *tensor_json(const Tensorflow__TensorProto *t)
     return o;
 }
 
-static void metadata_done(struct tg_stream *st, struct rest *r, const struct tg_upstream_result *res)
+static void metadata_done(struct tg_stream *st, struct rest *r,
+                          const struct tg_upstream_result *res)
 {
     if (call_failed(st, r, res) != 0)
         return;
-    Tensorflow__Serving__GetModelMetadataResponse *resp = UNPACK(
-        st, Tensorflow__Serving__GetModelMetadataResponse, tensorflow__serving__get_model_metadata_response__unpack, res);
+    Tensorflow__Serving__GetModelMetadataResponse *resp =
+        UNPACK(st, Tensorflow__Serving__GetModelMetadataResponse,
+               tensorflow__serving__get_model_metadata_response__unpack, res);
     Tensorflow__Serving__SignatureDefMap *map = sigmap_of(st, resp);
     if (map == NULL) {
         respond_error(st, 500, "tfgate: the backend's model metadata has no signature_def");
@@ -719,8 +743,10 @@ static void metadata_done(struct tg_stream *st, struct rest *r, const struct tg_
     json_t *root = json_object(), *spec = json_object(), *sigs = json_object();
     const Tensorflow__Serving__ModelSpec *ms = resp->model_spec;
     json_object_set_new(spec, "name", json_string(ms && ms->name ? ms->name : r->name));
-    json_object_set_new(spec, "signature_name", json_string(ms && ms->signature_name ? ms->signature_name : ""));
-    if (ms && ms->version_choice_case == TENSORFLOW__SERVING__MODEL_SPEC__VERSION_CHOICE_VERSION && ms->version)
+    json_object_set_new(spec, "signature_name",
+                        json_string(ms && ms->signature_name ? ms->signature_name : ""));
+    if (ms && ms->version_choice_case == TENSORFLOW__SERVING__MODEL_SPEC__VERSION_CHOICE_VERSION &&
+        ms->version)
         json_object_set_new(spec, "version", int64_str(ms->version->value));
     for (size_t i = 0; i < map->n_signature_def; i++) {
         const Tensorflow__SignatureDef *sd = map->signature_def[i]->value;
@@ -733,7 +759,8 @@ static void metadata_done(struct tg_stream *st, struct rest *r, const struct tg_
             json_object_set_new(defs, sd->defaults[k]->key, tensor_json(sd->defaults[k]->value));
         json_object_set_new(o, "inputs", in);
         json_object_set_new(o, "outputs", out);
-        json_object_set_new(o, "method_name", json_string(sd && sd->method_name ? sd->method_name : ""));
+        json_object_set_new(o, "method_name",
+                            json_string(sd && sd->method_name ? sd->method_name : ""));
         json_object_set_new(o, "defaults", defs);
         json_object_set_new(sigs, map->signature_def[i]->key ? map->signature_def[i]->key : "", o);
     }
@@ -756,7 +783,8 @@ static void maybe_gunzip(struct tg_stream *st, const uint8_t **body, size_t *len
         return;
     const uint8_t *out;
     size_t out_len;
-    if (tg_inflate(&st->arena, *body, *len, 1, st->w->limits->max_body_bytes, &out, &out_len) != 0) {
+    if (tg_inflate(&st->arena, *body, *len, 1, st->w->limits->max_body_bytes, &out, &out_len) !=
+        0) {
         *body = (const uint8_t *)"";
         *len = 0;
         return;
@@ -795,7 +823,8 @@ static void on_request(struct tg_stream *st)
         return;
     }
     if (r->kind == R_METADATA) {
-        call_backend(st, r, TG_GM_GET_MODEL_METADATA, &metadata_request(st, r)->base, metadata_done);
+        call_backend(st, r, TG_GM_GET_MODEL_METADATA, &metadata_request(st, r)->base,
+                     metadata_done);
         return;
     }
 
@@ -810,7 +839,8 @@ static void on_request(struct tg_stream *st)
     struct tg_json_error jerr;
     if (tg_json_parse((const char *)body, len, &st->arena, JSON_MAX_DEPTH, &r->body, &jerr) != 0) {
         char msg[200];
-        snprintf(msg, sizeof(msg), "JSON Parse error: %s at offset: %zu", jerr.message, jerr.offset);
+        snprintf(msg, sizeof(msg), "JSON Parse error: %s at offset: %zu", jerr.message,
+                 jerr.offset);
         respond_error(st, 400, msg);
         return;
     }
@@ -829,7 +859,8 @@ static void on_request(struct tg_stream *st)
             size_t cap = strlen(doc) + 128;
             char *msg = tg_arena_alloc(&st->arena, cap, 1);
             snprintf(msg, cap,
-                     "JSON Value: %s not formatted correctly. 'signature_name' key must be a string value.",
+                     "JSON Value: %s not formatted correctly. 'signature_name' key must be a "
+                     "string value.",
                      doc);
             respond_error(st, 400, msg);
             return;

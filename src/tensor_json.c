@@ -34,10 +34,9 @@ enum {
 const char *tg_tj_dtype_name(int dt)
 {
     static const char *const names[] = {
-        "invalid", "float",   "double",  "int32",    "uint8",      "int16",  "int8",
-        "string",  "complex64", "int64", "bool",     "qint8",      "quint8", "qint32",
-        "bfloat16", "qint16", "quint16", "uint16",   "complex128", "half",   "resource",
-        "variant", "uint32",  "uint64",
+        "invalid",   "float",  "double",     "int32", "uint8",    "int16",   "int8",     "string",
+        "complex64", "int64",  "bool",       "qint8", "quint8",   "qint32",  "bfloat16", "qint16",
+        "quint16",   "uint16", "complex128", "half",  "resource", "variant", "uint32",   "uint64",
     };
     if (dt >= 0 && dt < (int)TG_ARRAY_SIZE(names))
         return names[dt];
@@ -51,8 +50,8 @@ static int base_dtype(int dt)
     return dt > 100 ? dt - 100 : dt;
 }
 
-TG_PRINTF(4, 5) static int err_set(struct tg_tj_error *err, struct tg_arena *a, int code,
-                                   const char *fmt, ...)
+TG_PRINTF(4, 5)
+static int err_set(struct tg_tj_error *err, struct tg_arena *a, int code, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -78,10 +77,10 @@ struct tb {
     int dtype;
     size_t rank;
     int64_t dims[MAX_RANK];
-    size_t n;       /* values */
+    size_t n; /* values */
     size_t cap;
-    size_t esize;   /* bytes per stored value */
-    uint8_t *vals;  /* malloc'ed; handed to the arena at the end */
+    size_t esize;  /* bytes per stored value */
+    uint8_t *vals; /* malloc'ed; handed to the arena at the end */
 };
 
 static size_t esize_of(int dt)
@@ -230,7 +229,8 @@ static int infer_shape(struct tg_arena *a, const struct tg_jval *v, size_t *rank
     while (v->type == TG_JARRAY) {
         if (*rank == MAX_RANK)
             return err_set(err, a, GRPC_STATUS_INVALID_ARGUMENT,
-                           "tfgate: tensors of more than %d dimensions are not supported", MAX_RANK);
+                           "tfgate: tensors of more than %d dimensions are not supported",
+                           MAX_RANK);
         dims[(*rank)++] = v->len;
         if (v->len == 0)
             break;
@@ -244,14 +244,16 @@ static int fill(struct tg_arena *a, struct tb *t, const struct tg_jval *v, size_
 {
     if (level < rank) {
         if (v->type != TG_JARRAY)
-            return err_set(err, a, GRPC_STATUS_INVALID_ARGUMENT,
-                           "JSON Value: %s found at incorrect level: %zu in the JSON DOM. Expected at "
-                           "level: %zu",
-                           tg_json_debug(v, a), level + 1, rank);
+            return err_set(
+                err, a, GRPC_STATUS_INVALID_ARGUMENT,
+                "JSON Value: %s found at incorrect level: %zu in the JSON DOM. Expected at "
+                "level: %zu",
+                tg_json_debug(v, a), level + 1, rank);
         if ((int64_t)v->len != dims[level])
-            return err_set(err, a, GRPC_STATUS_INVALID_ARGUMENT,
-                           "Encountered list at unexpected size: %u at level: %zu expected size: %lld",
-                           v->len, level, (long long)dims[level]);
+            return err_set(
+                err, a, GRPC_STATUS_INVALID_ARGUMENT,
+                "Encountered list at unexpected size: %u at level: %zu expected size: %lld", v->len,
+                level, (long long)dims[level]);
         for (uint32_t i = 0; i < v->len; i++) {
             if (fill(a, t, &v->u.items[i], level + 1, rank, dims, err) != 0)
                 return -1;
@@ -265,7 +267,8 @@ static int fill(struct tg_arena *a, struct tb *t, const struct tg_jval *v, size_
 }
 
 /* A whole tensor from one JSON value (columnar inputs). */
-static int convert(struct tg_arena *a, struct tb *t, const struct tg_jval *v, struct tg_tj_error *err)
+static int convert(struct tg_arena *a, struct tb *t, const struct tg_jval *v,
+                   struct tg_tj_error *err)
 {
     if (infer_shape(a, v, &t->rank, t->dims, err) != 0)
         return -1;
@@ -333,8 +336,8 @@ static Tensorflow__TensorProto *tb_finish(struct tg_arena *a, struct tb *t)
     return tp;
 }
 
-static void add_input(struct tg_arena *a, Tensorflow__Serving__PredictRequest *req, const char *alias,
-                      Tensorflow__TensorProto *tp)
+static void add_input(struct tg_arena *a, Tensorflow__Serving__PredictRequest *req,
+                      const char *alias, Tensorflow__TensorProto *tp)
 {
     Tensorflow__Serving__PredictRequest__InputsEntry *e =
         TG_ARENA_NEW(a, Tensorflow__Serving__PredictRequest__InputsEntry);
@@ -366,7 +369,7 @@ static int find_input(const struct tg_tj_signature *sig, const char *key, size_t
 /* Per-input state while reading instances. */
 struct rowin {
     struct tb t;
-    size_t first_n;     /* values of the first instance */
+    size_t first_n; /* values of the first instance */
     size_t rank;
     int64_t dims[MAX_RANK];
     int seen;
@@ -392,12 +395,13 @@ static int add_instance(struct tg_arena *a, struct rowin *ri, const struct tg_jv
         return 0;
     }
     if (got != ri->first_n)
-        return err_set(err, a, GRPC_STATUS_INVALID_ARGUMENT, "Expecting tensor size: %zu but got: %zu",
-                       ri->first_n, got);
+        return err_set(err, a, GRPC_STATUS_INVALID_ARGUMENT,
+                       "Expecting tensor size: %zu but got: %zu", ri->first_n, got);
     if (rank != ri->rank || memcmp(dims, ri->dims, rank * sizeof(int64_t)) != 0) {
         format_shape(s1, sizeof(s1), ri->rank, ri->dims);
         format_shape(s2, sizeof(s2), rank, dims);
-        return err_set(err, a, GRPC_STATUS_INVALID_ARGUMENT, "Expecting shape %s but got: %s", s1, s2);
+        return err_set(err, a, GRPC_STATUS_INVALID_ARGUMENT, "Expecting shape %s but got: %s", s1,
+                       s2);
     }
     return 0;
 }
@@ -406,22 +410,24 @@ static int wrap(struct tg_arena *a, struct tg_tj_error *err, size_t i, const cha
 {
     if (key != NULL)
         return err_set(err, a, GRPC_STATUS_INVALID_ARGUMENT,
-                       "Failed to process element: %zu key: %s of 'instances' list. Error: %s: %s", i,
-                       key, code_prefix(err->code), err->message);
+                       "Failed to process element: %zu key: %s of 'instances' list. Error: %s: %s",
+                       i, key, code_prefix(err->code), err->message);
     return err_set(err, a, GRPC_STATUS_INVALID_ARGUMENT,
                    "Failed to process element: %zu of 'instances' list. Error: %s: %s", i,
                    code_prefix(err->code), err->message);
 }
 
-static int decode_row(struct tg_arena *a, const struct tg_jval *inst, const struct tg_tj_signature *sig,
-                      Tensorflow__Serving__PredictRequest *req, struct tg_tj_error *err)
+static int decode_row(struct tg_arena *a, const struct tg_jval *inst,
+                      const struct tg_tj_signature *sig, Tensorflow__Serving__PredictRequest *req,
+                      struct tg_tj_error *err)
 {
     if (inst->type != TG_JARRAY)
         return err_set(err, a, GRPC_STATUS_INVALID_ARGUMENT,
-                       "JSON Value: %s Expecting 'instances' to be an list/array", tg_json_debug(inst, a));
-    if (inst->len == 0)
-        return err_set(err, a, GRPC_STATUS_INVALID_ARGUMENT, "JSON Value: %s No values in 'instances' array",
+                       "JSON Value: %s Expecting 'instances' to be an list/array",
                        tg_json_debug(inst, a));
+    if (inst->len == 0)
+        return err_set(err, a, GRPC_STATUS_INVALID_ARGUMENT,
+                       "JSON Value: %s No values in 'instances' array", tg_json_debug(inst, a));
     const struct tg_jval *e0 = &inst->u.items[0];
     if (sig->n_inputs > 1 && e0->type != TG_JOBJECT)
         return err_set(err, a, GRPC_STATUS_INVALID_ARGUMENT,
@@ -458,8 +464,8 @@ static int decode_row(struct tg_arena *a, const struct tg_jval *inst, const stru
             const struct tg_jmember *mem = &el->u.members[m];
             int k = find_input(sig, mem->key, mem->key_len);
             if (k < 0) {
-                err_set(err, a, GRPC_STATUS_INVALID_ARGUMENT, "JSON object: does not have named input: %s",
-                        mem->key);
+                err_set(err, a, GRPC_STATUS_INVALID_ARGUMENT,
+                        "JSON object: does not have named input: %s", mem->key);
                 wrap(a, err, i, mem->key);
                 goto out;
             }
@@ -476,10 +482,11 @@ static int decode_row(struct tg_arena *a, const struct tg_jval *inst, const stru
             for (size_t k = 0; k < sig->n_inputs && o < sizeof(names); k++)
                 o += (size_t)snprintf(names + o, sizeof(names) - o, "%s%s", k ? "," : "",
                                       sig->inputs[k].alias);
-            err_set(err, a, GRPC_STATUS_INVALID_ARGUMENT,
-                    "Failed to process element: %u of 'instances' list. JSON object: %s keys must be "
-                    "equal to: %s",
-                    i, tg_json_debug(el, a), names);
+            err_set(
+                err, a, GRPC_STATUS_INVALID_ARGUMENT,
+                "Failed to process element: %u of 'instances' list. JSON object: %s keys must be "
+                "equal to: %s",
+                i, tg_json_debug(el, a), names);
             goto out;
         }
     }
@@ -504,16 +511,17 @@ out:
 }
 
 static int decode_columnar(struct tg_arena *a, const struct tg_jval *inputs,
-                           const struct tg_tj_signature *sig, Tensorflow__Serving__PredictRequest *req,
-                           struct tg_tj_error *err)
+                           const struct tg_tj_signature *sig,
+                           Tensorflow__Serving__PredictRequest *req, struct tg_tj_error *err)
 {
     struct tb t;
     req->inputs = tg_arena_alloc(a, (sig->n_inputs + 1) * sizeof(void *), _Alignof(void *));
     if (inputs->type != TG_JOBJECT || is_b64(inputs)) {
         if (sig->n_inputs > 1)
-            return err_set(err, a, GRPC_STATUS_INVALID_ARGUMENT,
-                           "inputs is a plain value/list, but expecting an object as multiple input "
-                           "tensors required as per tensorinfo_map");
+            return err_set(
+                err, a, GRPC_STATUS_INVALID_ARGUMENT,
+                "inputs is a plain value/list, but expecting an object as multiple input "
+                "tensors required as per tensorinfo_map");
         tb_init(&t, sig->inputs[0].dtype);
         if (convert(a, &t, inputs, err) != 0) {
             free(t.vals);
@@ -538,8 +546,10 @@ static int decode_columnar(struct tg_arena *a, const struct tg_jval *inputs,
     return 0; /* other keys are ignored, as TF Serving does */
 }
 
-int tg_tj_decode_predict(struct tg_arena *a, const struct tg_jval *body, const struct tg_tj_signature *sig,
-                         Tensorflow__Serving__PredictRequest *req, int *row, struct tg_tj_error *err)
+int tg_tj_decode_predict(struct tg_arena *a, const struct tg_jval *body,
+                         const struct tg_tj_signature *sig,
+                         Tensorflow__Serving__PredictRequest *req, int *row,
+                         struct tg_tj_error *err)
 {
     const struct tg_jval *inst = tg_json_get(body, "instances", 9);
     const struct tg_jval *inputs = tg_json_get(body, "inputs", 6);
@@ -645,8 +655,9 @@ static int decode_feature(struct tg_arena *a, const char *fname, const struct tg
         f->int64_list->value = tg_arena_alloc(a, (n + 1) * sizeof(int64_t), 8);
         for (uint32_t i = 0; i < n; i++) {
             const struct tg_jval *x = &items[i];
-            f->int64_list->value[f->int64_list->n_value++] =
-                x->type == TG_JTRUE ? 1 : x->type == TG_JFALSE ? 0 : x->u.i64;
+            f->int64_list->value[f->int64_list->n_value++] = x->type == TG_JTRUE    ? 1
+                                                             : x->type == TG_JFALSE ? 0
+                                                                                    : x->u.i64;
         }
     }
     return 0;
@@ -656,8 +667,8 @@ static int decode_example(struct tg_arena *a, const struct tg_jval *obj, Tensorf
                           struct tg_tj_error *err)
 {
     if (obj->type != TG_JOBJECT)
-        return err_set(err, a, GRPC_STATUS_INVALID_ARGUMENT, "Example must be JSON object but got JSON %s",
-                       tg_json_type_name(obj));
+        return err_set(err, a, GRPC_STATUS_INVALID_ARGUMENT,
+                       "Example must be JSON object but got JSON %s", tg_json_type_name(obj));
     Tensorflow__Example *ex = TG_ARENA_NEW(a, Tensorflow__Example);
     Tensorflow__Features *fs = TG_ARENA_NEW(a, Tensorflow__Features);
     tensorflow__example__init(ex);
@@ -678,8 +689,8 @@ static int decode_example(struct tg_arena *a, const struct tg_jval *obj, Tensorf
     return 0;
 }
 
-int tg_tj_decode_examples(struct tg_arena *a, const struct tg_jval *body, Tensorflow__Serving__Input *input,
-                          struct tg_tj_error *err)
+int tg_tj_decode_examples(struct tg_arena *a, const struct tg_jval *body,
+                          Tensorflow__Serving__Input *input, struct tg_tj_error *err)
 {
     const struct tg_jval *examples = tg_json_get(body, "examples", 8);
     const struct tg_jval *context = tg_json_get(body, "context", 7);
@@ -696,7 +707,8 @@ int tg_tj_decode_examples(struct tg_arena *a, const struct tg_jval *body, Tensor
                        "JSON Value: %s Expecting 'examples' value to be an list/array",
                        tg_json_debug(examples, a));
     if (examples->len == 0)
-        return err_set(err, a, GRPC_STATUS_INVALID_ARGUMENT, "JSON Value: %s 'examples' value is an empty array",
+        return err_set(err, a, GRPC_STATUS_INVALID_ARGUMENT,
+                       "JSON Value: %s 'examples' value is an empty array",
                        tg_json_debug(examples, a));
     exs = tg_arena_alloc(a, (examples->len + 1) * sizeof(void *), _Alignof(void *));
     for (uint32_t i = 0; i < examples->len; i++) {
@@ -908,11 +920,11 @@ static void pw_key(struct pw *w, const char *k)
 struct otensor {
     const char *alias;
     int dtype;
-    int b64;              /* DT_STRING written as {"b64": ...} (alias ends with _bytes) */
+    int b64; /* DT_STRING written as {"b64": ...} (alias ends with _bytes) */
     size_t rank;
     const int64_t *dims;
     size_t n;
-    void *vals;           /* double (float/double), int64, uint64, uint8 (bool), BinaryData */
+    void *vals; /* double (float/double), int64, uint64, uint8 (bool), BinaryData */
 };
 
 static int read_output(struct tg_arena *a, const char *alias, const Tensorflow__TensorProto *tp,
@@ -927,7 +939,8 @@ static int read_output(struct tg_arena *a, const char *alias, const Tensorflow__
     for (size_t i = 0; i < o->rank; i++) {
         dims[i] = tp->tensor_shape->dim[i]->size;
         if (dims[i] < 0 || (dims[i] > 0 && n > ((size_t)1 << 40) / (size_t)dims[i]))
-            return err_set(err, a, GRPC_STATUS_INVALID_ARGUMENT, "tfgate: invalid output shape for %s", alias);
+            return err_set(err, a, GRPC_STATUS_INVALID_ARGUMENT,
+                           "tfgate: invalid output shape for %s", alias);
         n *= (size_t)dims[i];
     }
     o->dims = dims;
@@ -956,19 +969,35 @@ static int read_output(struct tg_arena *a, const char *alias, const Tensorflow__
     switch (dt) {
     case DT_FLOAT:
         wire = 4;
-        FILL(double, float_val, ({ float f_; memcpy(&f_, c + 4 * i_, 4); (double)f_; }));
+        FILL(double, float_val, ({
+                 float f_;
+                 memcpy(&f_, c + 4 * i_, 4);
+                 (double)f_;
+             }));
         break;
     case DT_DOUBLE:
         wire = 8;
-        FILL(double, double_val, ({ double f_; memcpy(&f_, c + 8 * i_, 8); f_; }));
+        FILL(double, double_val, ({
+                 double f_;
+                 memcpy(&f_, c + 8 * i_, 8);
+                 f_;
+             }));
         break;
     case DT_INT32:
         wire = 4;
-        FILL(int64_t, int_val, ({ int32_t v_; memcpy(&v_, c + 4 * i_, 4); (int64_t)v_; }));
+        FILL(int64_t, int_val, ({
+                 int32_t v_;
+                 memcpy(&v_, c + 4 * i_, 4);
+                 (int64_t) v_;
+             }));
         break;
     case DT_INT16:
         wire = 2;
-        FILL(int64_t, int_val, ({ int16_t v_; memcpy(&v_, c + 2 * i_, 2); (int64_t)v_; }));
+        FILL(int64_t, int_val, ({
+                 int16_t v_;
+                 memcpy(&v_, c + 2 * i_, 2);
+                 (int64_t) v_;
+             }));
         break;
     case DT_INT8:
         wire = 1;
@@ -980,15 +1009,27 @@ static int read_output(struct tg_arena *a, const char *alias, const Tensorflow__
         break;
     case DT_INT64:
         wire = 8;
-        FILL(int64_t, int64_val, ({ int64_t v_; memcpy(&v_, c + 8 * i_, 8); v_; }));
+        FILL(int64_t, int64_val, ({
+                 int64_t v_;
+                 memcpy(&v_, c + 8 * i_, 8);
+                 v_;
+             }));
         break;
     case DT_UINT32:
         wire = 4;
-        FILL(uint64_t, uint32_val, ({ uint32_t v_; memcpy(&v_, c + 4 * i_, 4); (uint64_t)v_; }));
+        FILL(uint64_t, uint32_val, ({
+                 uint32_t v_;
+                 memcpy(&v_, c + 4 * i_, 4);
+                 (uint64_t) v_;
+             }));
         break;
     case DT_UINT64:
         wire = 8;
-        FILL(uint64_t, uint64_val, ({ uint64_t v_; memcpy(&v_, c + 8 * i_, 8); v_; }));
+        FILL(uint64_t, uint64_val, ({
+                 uint64_t v_;
+                 memcpy(&v_, c + 8 * i_, 8);
+                 v_;
+             }));
         break;
     case DT_BOOL:
         wire = 1;
@@ -1033,14 +1074,14 @@ static int read_output(struct tg_arena *a, const char *alias, const Tensorflow__
         break;
     }
     default:
-        return err_set(err, a, GRPC_STATUS_INVALID_ARGUMENT, "Failed to write JSON value for tensor type: %s",
-                       tg_tj_dtype_name(dt));
+        return err_set(err, a, GRPC_STATUS_INVALID_ARGUMENT,
+                       "Failed to write JSON value for tensor type: %s", tg_tj_dtype_name(dt));
     }
 #undef FILL
     return 0;
 bad_content:
-    return err_set(err, a, GRPC_STATUS_INVALID_ARGUMENT, "tfgate: output %s has a malformed tensor_content",
-                   alias);
+    return err_set(err, a, GRPC_STATUS_INVALID_ARGUMENT,
+                   "tfgate: output %s has a malformed tensor_content", alias);
 }
 
 static void write_scalar(struct pw *w, const struct otensor *o, size_t i)
@@ -1055,7 +1096,8 @@ static void write_scalar(struct pw *w, const struct otensor *o, size_t i)
         return;
     case DT_UINT32:
     case DT_UINT64:
-        n = (size_t)snprintf(num, sizeof(num), "%llu", (unsigned long long)((const uint64_t *)o->vals)[i]);
+        n = (size_t)snprintf(num, sizeof(num), "%llu",
+                             (unsigned long long)((const uint64_t *)o->vals)[i]);
         pw_raw(w, num, n);
         return;
     case DT_BOOL:
@@ -1118,14 +1160,15 @@ static int finish_text(struct pw *w, struct tg_arena *a, char **out, size_t *out
     return 0;
 }
 
-int tg_tj_encode_predict(struct tg_arena *a, const Tensorflow__Serving__PredictResponse *resp, int row,
-                         char **out, size_t *out_len, struct tg_tj_error *err)
+int tg_tj_encode_predict(struct tg_arena *a, const Tensorflow__Serving__PredictResponse *resp,
+                         int row, char **out, size_t *out_len, struct tg_tj_error *err)
 {
     size_t n = resp->n_outputs;
     struct pw *w;
 
     if (n == 0)
-        return err_set(err, a, GRPC_STATUS_INVALID_ARGUMENT, "Cannot convert empty tensor map to JSON");
+        return err_set(err, a, GRPC_STATUS_INVALID_ARGUMENT,
+                       "Cannot convert empty tensor map to JSON");
     /* a deterministic key order: sorted (TF Serving's own is unspecified, §3.8) */
     Tensorflow__Serving__PredictResponse__OutputsEntry **es = tg_arena_alloc(a, n * sizeof(*es), 8);
     memcpy(es, resp->outputs, n * sizeof(*es));
@@ -1133,8 +1176,8 @@ int tg_tj_encode_predict(struct tg_arena *a, const Tensorflow__Serving__PredictR
     struct otensor *o = tg_arena_zalloc(a, n * sizeof(*o), 8);
     for (size_t i = 0; i < n; i++) {
         static const Tensorflow__TensorProto empty = TENSORFLOW__TENSOR_PROTO__INIT;
-        if (read_output(a, es[i]->key ? es[i]->key : "", es[i]->value ? es[i]->value : &empty, &o[i],
-                        err) != 0)
+        if (read_output(a, es[i]->key ? es[i]->key : "", es[i]->value ? es[i]->value : &empty,
+                        &o[i], err) != 0)
             return -1;
     }
     if (row) {
@@ -1228,12 +1271,13 @@ int tg_tj_encode_classify(struct tg_arena *a, const Tensorflow__Serving__Classif
     return rv;
 }
 
-int tg_tj_encode_regress(struct tg_arena *a, const Tensorflow__Serving__RegressionResult *r, char **out,
-                         size_t *out_len, struct tg_tj_error *err)
+int tg_tj_encode_regress(struct tg_arena *a, const Tensorflow__Serving__RegressionResult *r,
+                         char **out, size_t *out_len, struct tg_tj_error *err)
 {
     char num[48];
     if (r == NULL || r->n_regressions == 0)
-        return err_set(err, a, GRPC_STATUS_INVALID_ARGUMENT, "Cannot convert empty RegressionResults to JSON");
+        return err_set(err, a, GRPC_STATUS_INVALID_ARGUMENT,
+                       "Cannot convert empty RegressionResults to JSON");
     struct pw *w = tg_xcalloc(1, sizeof(*w));
     pw_start(w, 0);
     pw_key(w, "results");

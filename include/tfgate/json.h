@@ -35,9 +35,9 @@ enum tg_jtype {
 
 /* Number classes, by the literal's text (RapidJSON's IsInt64/IsUint64/IsDouble). */
 enum tg_jnum {
-    TG_JNUM_INT = 0,  /* integer literal in [-2^63, 2^63): |i64| */
-    TG_JNUM_UINT,     /* integer literal in [2^63, 2^64): |u64| */
-    TG_JNUM_DOUBLE,   /* anything with '.', 'e', beyond uint64, or NaN/Inf: |d| */
+    TG_JNUM_INT = 0, /* integer literal in [-2^63, 2^63): |i64| */
+    TG_JNUM_UINT,    /* integer literal in [2^63, 2^64): |u64| */
+    TG_JNUM_DOUBLE,  /* anything with '.', 'e', beyond uint64, or NaN/Inf: |d| */
 };
 
 struct tg_jmember;

@@ -28,7 +28,7 @@ struct tg_tj_error {
 
 struct tg_tj_input {
     const char *alias;
-    int dtype;           /* tensorflow DataType from the signature */
+    int dtype; /* tensorflow DataType from the signature */
 };
 
 /* A signature's inputs, sorted by alias (tg_tj_sort_inputs). */
@@ -43,8 +43,9 @@ void tg_tj_sort_inputs(struct tg_tj_signature *sig);
  * the PredictRequest's inputs (|req|'s map, allocated in |arena|). |*row| tells which format
  * the body used. Steps 6-7 of spec §3.3. Returns 0, or -1 with |err| set. */
 int tg_tj_decode_predict(struct tg_arena *arena, const struct tg_jval *body,
-                         const struct tg_tj_signature *sig, Tensorflow__Serving__PredictRequest *req,
-                         int *row, struct tg_tj_error *err);
+                         const struct tg_tj_signature *sig,
+                         Tensorflow__Serving__PredictRequest *req, int *row,
+                         struct tg_tj_error *err);
 
 /* Converts a classify/regress body ("context", "examples") into |input| (§3.9). */
 int tg_tj_decode_examples(struct tg_arena *arena, const struct tg_jval *body,
@@ -57,8 +58,9 @@ int tg_tj_decode_examples(struct tg_arena *arena, const struct tg_jval *body,
 int tg_tj_encode_predict(struct tg_arena *arena, const Tensorflow__Serving__PredictResponse *resp,
                          int row, char **out, size_t *out_len, struct tg_tj_error *err);
 
-int tg_tj_encode_classify(struct tg_arena *arena, const Tensorflow__Serving__ClassificationResult *r,
-                          char **out, size_t *out_len, struct tg_tj_error *err);
+int tg_tj_encode_classify(struct tg_arena *arena,
+                          const Tensorflow__Serving__ClassificationResult *r, char **out,
+                          size_t *out_len, struct tg_tj_error *err);
 int tg_tj_encode_regress(struct tg_arena *arena, const Tensorflow__Serving__RegressionResult *r,
                          char **out, size_t *out_len, struct tg_tj_error *err);
 

@@ -1,0 +1,125 @@
+"""TF Serving's REST API through tfgate with real curl: the examples of TF Serving's REST
+documentation work unchanged, over HTTP/1.1, HTTP/2 (prior knowledge and Upgrade) and TLS.
+(The exhaustive REST behaviour is tests/conformance/.)"""
+import gzip
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import unittest
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
+import harness  # noqa: E402
+
+
+class TestRest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.TemporaryDirectory()
+        cls.cert, cls.key = harness.make_cert(cls.tmp.name)
+        cls.sim = harness.Sim()
+        cls.gw = harness.Gateway("--listen", "127.0.0.1:0", "--tls-listen", "127.0.0.1:0",
+                                 "--tls-cert", cls.cert, "--tls-key", cls.key, "--backend", cls.sim.addr,
+                                 "--max-body-bytes", "100000")
+        cls.http = "http://127.0.0.1:%d" % cls.gw.ports[0]
+        cls.https = "https://127.0.0.1:%d" % cls.gw.ports[1]
+
+    @classmethod
+    def tearDownClass(cls):
+        assert cls.gw.stop() == 0, cls.gw.stderr()
+        assert cls.sim.stop() == 0
+        cls.tmp.cleanup()
+
+    def curl(self, url, *args, data=None):
+        argv = ["curl", "-sS", "-w", "\n%{http_code} %{http_version}", "--cacert", self.cert] + list(args)
+        if data is not None:
+            argv += ["-X", "POST", "--data-binary", data]
+        p = subprocess.run(argv + [url], capture_output=True, timeout=30)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        body, _, tail = p.stdout.rpartition(b"\n")
+        code, version = tail.decode().split()
+        return int(code), version, body
+
+    def test_documented_examples_every_transport(self):
+        examples = [  # TF Serving's REST API documentation, unchanged
+            ("/v1/models/half_plus_two:predict", '{"instances": [1.0, 2.0, 5.0]}', {"predictions": [2.5, 3.0, 4.5]}),
+            ("/v1/models/half_plus_three:predict", '{"instances": [1.0, 2.0, 5.0]}', {"predictions": [3.5, 4.0, 5.5]}),
+            ("/v1/models/half_plus_two:classify", '{"signature_name": "classify_x_to_y", "examples": [{"x": 20.0}]}',
+             {"results": [[["", 12.0]]]}),
+            ("/v1/models/half_plus_three:regress",
+             '{"signature_name": "tensorflow/serving/regress", "examples": [{"x": 1.0}, {"x": 2.0}]}',
+             {"results": [3.5, 4.0]}),
+        ]
+        for base, opts, version in ((self.http, ["--http1.1"], "1.1"), (self.http, ["--http2-prior-knowledge"], "2"),
+                                    (self.http, ["--http2"], "2"), (self.https, ["--http2"], "2"),
+                                    (self.https, ["--http1.1"], "1.1")):
+            for path, body, want in examples:
+                with self.subTest(base=base, opts=opts, path=path):
+                    code, v, out = self.curl(base + path, *opts, data=body)
+                    self.assertEqual((code, v), (200, version), out)
+                    self.assertEqual(json.loads(out), want)
+
+    def test_status_and_metadata(self):
+        code, _, out = self.curl(self.http + "/v1/models/half_plus_two")
+        self.assertEqual(code, 200)
+        self.assertEqual([(s["version"], s["state"]) for s in json.loads(out)["model_version_status"]],
+                         [("124", "AVAILABLE"), ("123", "AVAILABLE")])
+        code, _, out = self.curl(self.http + "/v1/models/half_plus_two/versions/123/metadata")
+        self.assertEqual(code, 200)
+        meta = json.loads(out)
+        self.assertEqual(meta["model_spec"], {"name": "half_plus_two", "signature_name": "", "version": "123"})
+        sd = meta["metadata"]["signature_def"]["signature_def"]
+        self.assertEqual(sd["serving_default"]["inputs"]["x"]["dtype"], "DT_FLOAT")
+        self.assertEqual(sd["classify_x_to_y"]["inputs"]["inputs"]["tensor_shape"], {"dim": [], "unknown_rank": True})
+
+    def test_errors_are_tf_serving_json(self):
+        code, _, out = self.curl(self.http + "/v1/models/nosuch:predict", data='{"instances": [1.0]}')
+        self.assertEqual((code, json.loads(out)), (404, {"error": "Servable not found for request: Latest(nosuch)"}))
+        code, _, out = self.curl(self.http + "/v1/models/half_plus_two/labels/nope:predict", data='{"instances": [1]}')
+        self.assertEqual((code, json.loads(out)), (400, {"error": "Unrecognized servable version label: nope"}))
+        code, _, out = self.curl(self.http + "/v1/models/half_plus_two:predict", data='{"instances": [1.0,]}')
+        self.assertEqual(code, 400)
+        self.assertEqual(json.loads(out)["error"], "JSON Parse error: Invalid value. at offset: 19")
+
+    def test_gzip_request_body(self):
+        path = os.path.join(self.tmp.name, "body.gz")
+        with open(path, "wb") as f:
+            f.write(gzip.compress(b'{"instances": [1.0, 2.0, 5.0]}'))
+        code, _, out = self.curl(self.http + "/v1/models/half_plus_two:predict", "-H", "Content-Encoding: gzip",
+                                 data="@" + path)
+        self.assertEqual((code, json.loads(out)), (200, {"predictions": [2.5, 3.0, 4.5]}))
+        with open(path, "wb") as f:
+            f.write(b"not gzip at all")  # TF Serving: the body becomes empty
+        code, _, out = self.curl(self.http + "/v1/models/half_plus_two:predict", "-H", "Content-Encoding: gzip",
+                                 data="@" + path)
+        self.assertEqual((code, json.loads(out)), (400, {"error": "JSON Parse error: The document is empty"}))
+
+    def test_body_over_the_limit(self):
+        big = '{"instances": [' + ", ".join(["1.5"] * 40000) + "]}"  # ~200 KB > 100 KB
+        path = os.path.join(self.tmp.name, "big.json")
+        with open(path, "w") as f:
+            f.write(big)
+        for opts in (["--http1.1"], ["--http2-prior-knowledge"]):
+            code, _, out = self.curl(self.http + "/v1/models/half_plus_two:predict", *opts, data="@" + path)
+            self.assertEqual(code, 413, out)
+            self.assertIn("error", json.loads(out))
+
+    def test_h2load_rest(self):
+        path = os.path.join(self.tmp.name, "small.json")
+        with open(path, "w") as f:
+            f.write('{"instances": [1.0, 2.0, 3.0, 4.0]}')
+        self.sim.control(op="reset_stats")
+        for extra in ([], ["--h1"]):
+            p = subprocess.run(["h2load", "-n", "1000", "-c", "4", "-m", "8", "-d", path] + extra +
+                               [self.http + "/v1/models/half_plus_two:predict"],
+                               capture_output=True, text=True, timeout=120)
+            self.assertIn("1000 succeeded, 0 failed", p.stdout, p.stdout + p.stderr)
+            self.assertIn("status codes: 1000 2xx", p.stdout)
+        st = self.sim.stats()
+        self.assertEqual(st["calls"]["Predict"], 2000)
+        self.assertLessEqual(st["calls"]["GetModelMetadata"], 200)  # signatures come from the cache
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)

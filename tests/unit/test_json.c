@@ -1,0 +1,146 @@
+/*
+ * test_json.c - the REST parser's RapidJSON-compatible errors and offsets, number classes,
+ * debug rendering, and TF Serving's float formatting (spec/tfserving.md §3.4, §3.6, §3.8).
+ */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "tfgate/arena.h"
+#include "tfgate/json.h"
+#include "tfgate/tensor_json.h"
+
+static void expect_error(const char *text, const char *msg, size_t offset)
+{
+    struct tg_arena a;
+    struct tg_jval *v;
+    struct tg_json_error err;
+    tg_arena_init(&a);
+    assert_int_equal(tg_json_parse(text, strlen(text), &a, 100, &v, &err), -1);
+    assert_string_equal(err.message, msg);
+    assert_int_equal(err.offset, offset);
+    tg_arena_dispose(&a);
+}
+
+static void errors_and_offsets(void **state)
+{
+    (void)state;
+    expect_error("   ", "The document is empty.", 3);
+    expect_error("{\"instances\": [1.]}", "Miss fraction part in number.", 17);
+    expect_error("[1e]", "Miss exponent in number.", 3);
+    expect_error("[1e309]", "Number too big to be stored in double.", 1);
+    expect_error("[nan]", "Invalid value.", 2);
+    expect_error("[+Infinity]", "Invalid value.", 1);
+    expect_error("[Infinit]", "Invalid value.", 8);
+    expect_error("[1,]", "Invalid value.", 3);
+    expect_error("{\"a\" 1}", "Missing a colon after a name of object member.", 5);
+    expect_error("{1: 2}", "Missing a name for object member.", 1);
+    expect_error("{\"a\": 1 \"b\"}", "Missing a comma or '}' after an object member.", 8);
+    expect_error("[1 2]", "Missing a comma or ']' after an array element.", 3);
+    expect_error("[\"\\x\"]", "Invalid escape character in string.", 2);
+    expect_error("[\"\\u12g4\"]", "Incorrect hex digit after \\u escape in string.", 2);
+    expect_error("[\"\\ud800x\"]", "The surrogate pair in string is invalid.", 2);
+    expect_error("[\"a\tb\"]", "Invalid escape character in string.", 3);
+    expect_error("[\"abc", "Missing a closing quotation mark in string.", 5);
+    expect_error("[tru]", "Invalid value.", 4);
+}
+
+static void numbers_and_literals(void **state)
+{
+    (void)state;
+    struct tg_arena a;
+    struct tg_jval *v;
+    struct tg_json_error err;
+    const char *t = "[1, -0, 1.0, 9223372036854775807, 9223372036854775808, 18446744073709551616, "
+                    "-9223372036854775808, NaN, -Infinity, Inf, -0.0, 1e-400] trailing garbage";
+    tg_arena_init(&a);
+    assert_int_equal(tg_json_parse(t, strlen(t), &a, 100, &v, &err), 0);
+    assert_int_equal(v->len, 12);
+    struct tg_jval *x = v->u.items;
+    assert_int_equal(x[0].num, TG_JNUM_INT);
+    assert_int_equal(x[1].num, TG_JNUM_INT); /* -0 is the integer 0 */
+    assert_int_equal(x[1].u.i64, 0);
+    assert_int_equal(x[2].num, TG_JNUM_DOUBLE);
+    assert_true(x[3].num == TG_JNUM_INT && x[3].u.i64 == INT64_MAX);
+    assert_true(x[4].num == TG_JNUM_UINT && x[4].u.u64 == 9223372036854775808ull);
+    assert_int_equal(x[5].num, TG_JNUM_DOUBLE); /* beyond uint64 */
+    assert_true(x[6].num == TG_JNUM_INT && x[6].u.i64 == INT64_MIN);
+    assert_true(x[7].nonfinite && isnan(x[7].u.d));
+    assert_true(x[8].nonfinite && x[8].u.d == -INFINITY);
+    assert_true(x[9].nonfinite && x[9].u.d == INFINITY);
+    assert_true(x[10].u.d == 0 && signbit(x[10].u.d)); /* -0.0 keeps its sign */
+    assert_true(x[11].u.d == 0);                       /* underflow is zero, not an error */
+    tg_arena_dispose(&a);
+
+    const char *nul = "{\"a\": \"x\\u0000y\"}\0junk";
+    tg_arena_init(&a);
+    assert_int_equal(tg_json_parse(nul, 22, &a, 100, &v, &err), 0);
+    assert_int_equal(tg_json_get(v, "a", 1)->len, 3); /* \u0000 kept inside the string */
+    tg_arena_dispose(&a);
+    tg_arena_init(&a);
+    const char *deep = "[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]";
+    assert_int_equal(tg_json_parse(deep, strlen(deep), &a, 10, &v, &err), -1);
+    tg_arena_dispose(&a);
+}
+
+static void debug_rendering(void **state)
+{
+    (void)state;
+    struct tg_arena a;
+    struct tg_jval *v;
+    struct tg_json_error err;
+    const char *t = "[1.0, 1000, 0.1, 1e300, NaN, \"q\\\"\", {\"b64\": \"AA==\"}]";
+    tg_arena_init(&a);
+    assert_int_equal(tg_json_parse(t, strlen(t), &a, 100, &v, &err), 0);
+    /* PrettyWriter indents by nesting depth: the object's members sit at
+     * depth 2 (8 spaces) and its closing brace at depth 1 (4 spaces). */
+    assert_string_equal(tg_json_debug(v, &a),
+                        "[1.0, 1000, 0.1, 1e300, , \"q\\\"\", {\n        \"b64\": \"AA==\"\n    }]");
+    tg_arena_dispose(&a);
+}
+
+static void float_formatting(void **state)
+{
+    (void)state;
+    struct {
+        float v;
+        const char *text;
+    } f32[] = {{2.5f, "2.5"},         {3.0f, "3.0"},          {9000000.0f, "9e+06"},
+               {999999.0f, "999999.0"}, {0.00003f, "3e-05"},  {555557.5f, "555557.5"},
+               {0.1f, "0.1"},         {1.0f / 3, "0.333333343"}, {16777216.0f, "16777216.0"},
+               {123456792.0f, "123456792.0"}, {1435774336.0f, "1.43577434e+09"},
+               {-0.0f, "-0.0"},       {1e10f, "1e+10"}};
+    char out[64];
+    for (size_t i = 0; i < sizeof(f32) / sizeof(f32[0]); i++) {
+        tg_tj_format_float(f32[i].v, 0, out);
+        assert_string_equal(out, f32[i].text);
+    }
+    tg_tj_format_float(0.1, 1, out);
+    assert_string_equal(out, "0.1");
+    tg_tj_format_float(0.1 + 0.2, 1, out);
+    assert_string_equal(out, "0.30000000000000004");
+    tg_tj_format_float(1.0 / 3, 1, out);
+    assert_string_equal(out, "0.33333333333333331");
+    tg_tj_format_float(1e300, 1, out);
+    assert_string_equal(out, "1e+300");
+    tg_tj_format_float(NAN, 0, out);
+    assert_string_equal(out, "NaN");
+    tg_tj_format_float(-INFINITY, 0, out);
+    assert_string_equal(out, "-Infinity");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(errors_and_offsets),
+        cmocka_unit_test(numbers_and_literals),
+        cmocka_unit_test(debug_rendering),
+        cmocka_unit_test(float_formatting),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
