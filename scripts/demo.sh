@@ -75,6 +75,29 @@ examples=(
   "h2load -n 2000 -c 4 -m 16 -d $run/predict.grpc -H 'content-type: application/grpc' -H 'te: trailers' http://127.0.0.1:$gw/tensorflow.serving.PredictionService/Predict"
 )
 
+# TF Serving's REST documentation (api_rest.md), unchanged but for the port; each with
+# the answer TF Serving gives, which the smoke run checks.
+u=http://127.0.0.1:$gw/v1/models
+rest=(
+  "curl -sS -d '{\"instances\": [1.0, 2.0, 5.0]}' -X POST $u/half_plus_two:predict"
+  '"predictions": [2.5, 3.0, 4.5'
+  "curl -sS -d '{\"instances\": [1.0, 2.0, 5.0]}' -X POST $u/half_plus_three:predict"
+  '"predictions": [3.5, 4.0, 5.5'
+  "curl -sS --http2-prior-knowledge -d '{\"inputs\": {\"x\": [1.0, 2.0, 5.0]}}' $u/half_plus_two/versions/123:predict"
+  '"outputs": [
+        2.5,'
+  "curl -sS -d '{\"signature_name\": \"classify_x_to_y\", \"examples\": [{\"x\": 20.0}]}' -X POST $u/half_plus_two:classify"
+  '"results": [[["", 12.0]]'
+  "curl -sS -d '{\"signature_name\": \"tensorflow/serving/regress\", \"examples\": [{\"x\": 1.0}, {\"x\": 2.0}]}' -X POST $u/half_plus_three:regress"
+  '"results": [3.5, 4.0'
+  "curl -sS $u/half_plus_two"
+  '"state": "AVAILABLE"'
+  "curl -sS $u/half_plus_two/metadata"
+  '"signature_def"'
+  "curl -sS -d '{\"instances\": [1.0, \"x\"]}' -X POST $u/half_plus_two:predict"
+  '"error":'
+)
+
 cat <<MSG
 
 tfgate demo is running (TG_PY_DIR=$TG_PY_DIR):
@@ -86,13 +109,26 @@ gRPC examples through the gateway (TF Serving's PredictionService; half_plus_two
 MSG
 for e in "${examples[@]}"; do echo "  TG_PY_DIR=$TG_PY_DIR $e"; done
 echo
-echo "REST examples (TF Serving's REST API, curl) arrive with the REST issue; today /v1/ answers 501."
+echo "REST examples (TF Serving's REST API, api_rest.md; HTTP/1.1, or HTTP/2 with --http2-prior-knowledge):"
+for ((i = 0; i < ${#rest[@]}; i += 2)); do echo "  ${rest[i]}"; done
 
 
 if [ $smoke -eq 1 ]; then
   for e in "${examples[@]}"; do
     echo "--- $e"
     bash -c "$e"
+  done
+  for ((i = 0; i < ${#rest[@]}; i += 2)); do
+    echo "--- ${rest[i]}"
+    out=$(bash -c "${rest[i]}")
+    echo "$out"
+    case "$out" in
+    *"${rest[i + 1]}"*) ;;
+    *)
+      echo "demo smoke: expected ${rest[i + 1]}" >&2
+      exit 1
+      ;;
+    esac
   done
   echo "demo smoke: all examples ran"
   exit 0
