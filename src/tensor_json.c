@@ -1,6 +1,7 @@
 /*
  * tensor_json.c - see tensor_json.h. Section numbers refer to spec/tfserving.md.
  */
+#include <float.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -469,8 +470,15 @@ static int decode_row(struct tg_arena *a, const struct tg_jval *inst,
                 wrap(a, err, i, mem->key);
                 goto out;
             }
-            if (tg_json_get(el, mem->key, mem->key_len) == &mem->val)
-                distinct++; /* a duplicated key is processed twice, as TF Serving does */
+            /* TF Serving appends a duplicated key's values twice and sends the model a tensor
+             * whose values no longer match its shape (spec §3.4); we refuse it. */
+            if (tg_json_get(el, mem->key, mem->key_len) != &mem->val) {
+                err_set(err, a, GRPC_STATUS_INVALID_ARGUMENT,
+                        "tfgate: duplicate key in JSON object: %s", mem->key);
+                wrap(a, err, i, mem->key);
+                goto out;
+            }
+            distinct++;
             if (add_instance(a, &ri[k], &mem->val, err) != 0) {
                 wrap(a, err, i, mem->key);
                 goto out;
@@ -739,12 +747,151 @@ int tg_tj_decode_examples(struct tg_arena *a, const struct tg_jval *body,
 
 /* ---- TensorProto -> JSON (§3.8) ---- */
 
+#if LDBL_MANT_DIG == 64 && (defined(__x86_64__) || defined(__i386__))
+static const long double pow10l_tab[28] = {1e0L,  1e1L,  1e2L,  1e3L,  1e4L,  1e5L,  1e6L,
+                                           1e7L,  1e8L,  1e9L,  1e10L, 1e11L, 1e12L, 1e13L,
+                                           1e14L, 1e15L, 1e16L, 1e17L, 1e18L, 1e19L, 1e20L,
+                                           1e21L, 1e22L, 1e23L, 1e24L, 1e25L, 1e26L, 1e27L};
+
+/* x * 10^k in one correctly rounded long double operation, for |k| <= 27. */
+static long double scale10(long double x, int k)
+{
+    return k >= 0 ? x * pow10l_tab[k] : x / pow10l_tab[-k];
+}
+
+/* |f| (finite, normal, > 0) rounded to |prec| significant digits as printf rounds it: the
+ * digits in |*q| (10^(prec-1) <= q < 10^prec) and the decimal exponent of the first one in
+ * |*e10|. x87's 64-bit product is within 2^-34 of the exact scaled value (< 2^30), so only a
+ * fraction within 2^-30 of one half is in doubt; then -1 asks for snprintf. */
+static int round_digits(float f, int prec, uint64_t *q, int *e10)
+{
+    long double d = fabsl((long double)f);
+    int e = (int)floor(log10((double)d));
+    long double lo = pow10l_tab[prec - 1], hi = pow10l_tab[prec];
+    if (prec - 1 - e < -26 || prec - 1 - e > 26)
+        return -1;
+    long double sc = scale10(d, prec - 1 - e);
+    if (sc >= hi) {
+        e++;
+        sc = scale10(d, prec - 1 - e);
+    } else if (sc < lo) {
+        e--;
+        sc = scale10(d, prec - 1 - e);
+    }
+    if (sc < lo || sc >= hi)
+        return -1;
+    long double ip = floorl(sc), frac = sc - ip;
+    if (fabsl(frac - 0.5L) < 0x1p-30L)
+        return -1;
+    uint64_t r = (uint64_t)ip + (frac > 0.5L);
+    if ((long double)r >= hi) {
+        r /= 10;
+        e++;
+    }
+    *q = r;
+    *e10 = e;
+    return 0;
+}
+
+/* Whether q * 10^(e10 - prec + 1) reads back (strtof) as |f|. -1 when in doubt: the 64-bit
+ * value lies within a unit of a float rounding midpoint (low 40 bits near 2^39). */
+static int reads_back(float f, uint64_t q, int prec, int e10)
+{
+    int k = e10 - prec + 1;
+    if (k < -27 || k > 27)
+        return -1;
+    long double v = scale10((long double)q, k);
+    uint64_t bits;
+    memcpy(&bits, &v, sizeof(bits));
+    uint64_t low = bits & ((UINT64_C(1) << 40) - 1);
+    if (low + 1 >= (UINT64_C(1) << 39) && low <= (UINT64_C(1) << 39) + 1)
+        return -1;
+    return (float)v == fabsf(f);
+}
+
+/* printf's %.<prec>g of |f| from its digits (no '#': trailing zeros go). */
+static size_t g_text(float f, uint64_t q, int prec, int e10, char *out)
+{
+    char dig[20];
+    size_t n = 0;
+    for (int i = prec - 1; i >= 0; i--, q /= 10)
+        dig[i] = (char)('0' + q % 10);
+    int nd = prec;
+    while (nd > 1 && dig[nd - 1] == '0')
+        nd--;
+    if (signbit(f))
+        out[n++] = '-';
+    if (e10 < -4 || e10 >= prec) {
+        out[n++] = dig[0];
+        if (nd > 1) {
+            out[n++] = '.';
+            memcpy(out + n, dig + 1, (size_t)nd - 1);
+            n += (size_t)nd - 1;
+        }
+        n += (size_t)sprintf(out + n, "e%c%02d", e10 < 0 ? '-' : '+', abs(e10));
+    } else if (e10 < 0) {
+        out[n++] = '0';
+        out[n++] = '.';
+        for (int i = 0; i < -e10 - 1; i++)
+            out[n++] = '0';
+        memcpy(out + n, dig, (size_t)nd);
+        n += (size_t)nd;
+    } else {
+        memcpy(out + n, dig, (size_t)e10 + 1);
+        n += (size_t)e10 + 1;
+        if (nd > e10 + 1) {
+            out[n++] = '.';
+            memcpy(out + n, dig + e10 + 1, (size_t)(nd - e10 - 1));
+            n += (size_t)(nd - e10 - 1);
+        }
+    }
+    out[n] = '\0';
+    return n;
+}
+
+/* The float case of tg_tj_format_float without printf and strtof, which are most of the cost
+ * of writing a float tensor (bench/micro). Returns 0, or -1 when snprintf must decide. */
+static int fast_format_float(float f, char *out, size_t *len)
+{
+    uint64_t q;
+    int e10, rb;
+    if (f == 0 || !isnormal(f))
+        return -1;
+    if (round_digits(f, 6, &q, &e10) != 0 || (rb = reads_back(f, q, 6, e10)) < 0)
+        return -1;
+    if (!rb) {
+        if (round_digits(f, 9, &q, &e10) != 0)
+            return -1;
+        *len = g_text(f, q, 9, e10, out);
+    } else {
+        *len = g_text(f, q, 6, e10, out);
+    }
+    return 0;
+}
+#else
+static int fast_format_float(float f, char *out, size_t *len)
+{
+    (void)f;
+    (void)out;
+    (void)len;
+    return -1;
+}
+#endif
+
 size_t tg_tj_format_float(double v, int is_double, char *out)
 {
     if (isnan(v))
         return (size_t)sprintf(out, "NaN");
     if (isinf(v))
         return (size_t)sprintf(out, v > 0 ? "Infinity" : "-Infinity");
+    size_t fl;
+    if (!is_double && fast_format_float((float)v, out, &fl) == 0) {
+        if (strpbrk(out, ".e") == NULL) {
+            memcpy(out + fl, ".0", 3);
+            fl += 2;
+        }
+        return fl;
+    }
     int n = snprintf(out, 40, "%.6g", v);
     int same = is_double ? strtod(out, NULL) == v : strtof(out, NULL) == (float)v;
     if (!same)

@@ -81,6 +81,12 @@ class TestRest(unittest.TestCase):
         code, _, out = self.curl(self.http + "/v1/models/half_plus_two:predict", data='{"instances": [1.0,]}')
         self.assertEqual(code, 400)
         self.assertEqual(json.loads(out)["error"], "JSON Parse error: Invalid value. at offset: 19")
+        # TF Serving would send x twice over with the shape of once (spec §3.4); we refuse it
+        code, _, out = self.curl(self.http + "/v1/models/half_plus_two:predict",
+                                 data='{"instances": [{"x": [1.0]}, {"x": [2.0], "x": [3.0]}]}')
+        self.assertEqual((code, json.loads(out)), (400, {
+            "error": "Failed to process element: 1 key: x of 'instances' list. Error: INVALID_ARGUMENT: "
+                     "tfgate: duplicate key in JSON object: x"}))
 
     def test_gzip_request_body(self):
         path = os.path.join(self.tmp.name, "body.gz")

@@ -7,6 +7,8 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -99,9 +101,91 @@ static void debug_rendering(void **state)
     assert_int_equal(tg_json_parse(t, strlen(t), &a, 100, &v, &err), 0);
     /* PrettyWriter indents by nesting depth: the object's members sit at
      * depth 2 (8 spaces) and its closing brace at depth 1 (4 spaces). */
-    assert_string_equal(tg_json_debug(v, &a),
-                        "[1.0, 1000, 0.1, 1e300, , \"q\\\"\", {\n        \"b64\": \"AA==\"\n    }]");
+    assert_string_equal(
+        tg_json_debug(v, &a),
+        "[1.0, 1000, 0.1, 1e300, , \"q\\\"\", {\n        \"b64\": \"AA==\"\n    }]");
     tg_arena_dispose(&a);
+}
+
+/* A deterministic generator (xorshift64*), so a failure reproduces. */
+static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
+static uint64_t rnd(void)
+{
+    rng_state ^= rng_state >> 12;
+    rng_state ^= rng_state << 25;
+    rng_state ^= rng_state >> 27;
+    return rng_state * 0x2545f4914f6cdd1dull;
+}
+
+/* §3.8 written the obvious way, with printf and strtof: the reference the fast path must match. */
+static void reference_float(float f, char *out)
+{
+    int n = snprintf(out, 40, "%.6g", (double)f);
+    if (strtof(out, NULL) != f)
+        n = snprintf(out, 40, "%.9g", (double)f);
+    if (strpbrk(out, ".e") == NULL && strpbrk(out, "ni") == NULL)
+        memcpy(out + n, ".0", 3);
+}
+
+/* Differential: the printf-free float writer against the reference, on random bit patterns,
+ * on float32 pixels / 255 (what images carry) and on short decimals (what users type). */
+static void float_formatting_differential(void **state)
+{
+    (void)state;
+    char want[64], got[64];
+    for (int i = 0; i < 400000; i++) {
+        float f;
+        if (i < 256) {
+            f = (float)i / 255.0f;
+        } else if (i % 3 == 0) {
+            uint32_t bits = (uint32_t)rnd();
+            memcpy(&f, &bits, sizeof(f));
+            if (isnan(f))
+                continue;
+        } else if (i % 3 == 1) {
+            f = (float)((double)(rnd() % 2000001) / 1000.0 - 1000.0);
+        } else {
+            f = (float)((double)(rnd() % 100000) * pow(10, (double)(rnd() % 60) - 30));
+        }
+        reference_float(f, want);
+        tg_tj_format_float(f, 0, got);
+        if (strcmp(want, got) != 0)
+            fail_msg("float %a: want %s got %s", (double)f, want, got);
+    }
+}
+
+/* Differential: the parser's fast decimal conversion against strtod, on random literals with
+ * up to 20 significant digits, leading/trailing zeros and exponents, all through the parser. */
+static void number_parsing_differential(void **state)
+{
+    (void)state;
+    char lit[96];
+    for (int i = 0; i < 300000; i++) {
+        size_t n = 0;
+        if (rnd() & 1)
+            lit[n++] = '-';
+        int int_digits = (int)(rnd() % 12), frac_digits = (int)(rnd() % 20);
+        if (int_digits == 0)
+            lit[n++] = '0';
+        for (int k = 0; k < int_digits; k++)
+            lit[n++] = (char)('0' + (k == 0 ? 1 + rnd() % 9 : rnd() % 10));
+        lit[n++] = '.';
+        for (int k = 0; k < frac_digits + 1; k++)
+            lit[n++] = (char)('0' + (rnd() % 4 == 0 ? 0 : rnd() % 10));
+        if (rnd() % 3 == 0)
+            n += (size_t)sprintf(lit + n, "e%d", (int)(rnd() % 70) - 35);
+        lit[n] = '\0';
+        struct tg_arena a;
+        struct tg_jval *v;
+        struct tg_json_error err;
+        tg_arena_init(&a);
+        if (tg_json_parse(lit, n, &a, 10, &v, &err) != 0)
+            fail_msg("literal %s rejected: %s", lit, err.message);
+        double want = strtod(lit, NULL);
+        if (memcmp(&v->u.d, &want, sizeof(want)) != 0)
+            fail_msg("literal %s: want %a got %a", lit, want, v->u.d);
+        tg_arena_dispose(&a);
+    }
 }
 
 static void float_formatting(void **state)
@@ -110,11 +194,19 @@ static void float_formatting(void **state)
     struct {
         float v;
         const char *text;
-    } f32[] = {{2.5f, "2.5"},         {3.0f, "3.0"},          {9000000.0f, "9e+06"},
-               {999999.0f, "999999.0"}, {0.00003f, "3e-05"},  {555557.5f, "555557.5"},
-               {0.1f, "0.1"},         {1.0f / 3, "0.333333343"}, {16777216.0f, "16777216.0"},
-               {123456792.0f, "123456792.0"}, {1435774336.0f, "1.43577434e+09"},
-               {-0.0f, "-0.0"},       {1e10f, "1e+10"}};
+    } f32[] = {{2.5f, "2.5"},
+               {3.0f, "3.0"},
+               {9000000.0f, "9e+06"},
+               {999999.0f, "999999.0"},
+               {0.00003f, "3e-05"},
+               {555557.5f, "555557.5"},
+               {0.1f, "0.1"},
+               {1.0f / 3, "0.333333343"},
+               {16777216.0f, "16777216.0"},
+               {123456792.0f, "123456792.0"},
+               {1435774336.0f, "1.43577434e+09"},
+               {-0.0f, "-0.0"},
+               {1e10f, "1e+10"}};
     char out[64];
     for (size_t i = 0; i < sizeof(f32) / sizeof(f32[0]); i++) {
         tg_tj_format_float(f32[i].v, 0, out);
@@ -141,6 +233,8 @@ int main(void)
         cmocka_unit_test(numbers_and_literals),
         cmocka_unit_test(debug_rendering),
         cmocka_unit_test(float_formatting),
+        cmocka_unit_test(float_formatting_differential),
+        cmocka_unit_test(number_parsing_differential),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
