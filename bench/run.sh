@@ -4,6 +4,8 @@
 #   bench/run.sh            every benchmark
 #   bench/run.sh sim        only tfs-sim's throughput
 #   bench/run.sh grpc       gRPC passthrough: tfgate vs nginx vs direct, and idle-connection memory
+#   bench/run.sh json       JSON <-> tensor micro-benchmark: tfgate's converters vs jansson
+#   bench/run.sh rest       REST (HTTP/2 and HTTP/1.1) vs gRPC through tfgate, small and large
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh --bench
@@ -16,4 +18,10 @@ if [ "$what" = all ] || [ "$what" = sim ]; then
 fi
 if [ "$what" = all ] || [ "$what" = grpc ]; then
   /usr/bin/python3 bench/load/bench_grpc.py --build build-release | tee bench/results/grpc.md
+fi
+if [ "$what" = all ] || [ "$what" = json ]; then
+  build-release/bench_tensor_json | tee bench/results/json.md
+fi
+if [ "$what" = all ] || [ "$what" = rest ]; then
+  /usr/bin/python3 bench/load/bench_rest.py --build build-release | tee bench/results/rest.md
 fi

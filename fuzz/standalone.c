@@ -23,7 +23,7 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 #define FUZZ_MAX_INPUT 65536
-#define MAX_CORPUS 4096
+#define MAX_CORPUS     4096
 
 struct corpus {
     uint8_t *data[MAX_CORPUS];
@@ -105,11 +105,36 @@ static void add_path(struct corpus *c, const char *path)
         closedir(d);
 }
 
-static const char *tokens[] = {
-    "[",      "]",         "{",     "}",       ",",          ":",        "\"",     "\\u0000",
-    "1e308",  "-0.0",      "NaN",   "-Infinity", "9223372036854775808", "1.5", "true", "null",
-    "\"b64\"", "\"instances\"", "\"inputs\"", "\"signature_name\"", "\"examples\"", "[[1],[2,3]]",
-    "0.1",    "\xff",      "\xc3\x28", "  ",    "[]",      "{}",       "\"x\"",  "\"y\""};
+static const char *tokens[] = {"[",
+                               "]",
+                               "{",
+                               "}",
+                               ",",
+                               ":",
+                               "\"",
+                               "\\u0000",
+                               "1e308",
+                               "-0.0",
+                               "NaN",
+                               "-Infinity",
+                               "9223372036854775808",
+                               "1.5",
+                               "true",
+                               "null",
+                               "\"b64\"",
+                               "\"instances\"",
+                               "\"inputs\"",
+                               "\"signature_name\"",
+                               "\"examples\"",
+                               "[[1],[2,3]]",
+                               "0.1",
+                               "\xff",
+                               "\xc3\x28",
+                               "  ",
+                               "[]",
+                               "{}",
+                               "\"x\"",
+                               "\"y\""};
 
 /* One mutation of |b| (|*n| bytes, room for FUZZ_MAX_INPUT), sometimes splicing |other|. */
 static void mutate(uint8_t *b, size_t *n, const uint8_t *other, size_t on)

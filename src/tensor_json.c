@@ -313,7 +313,7 @@ static Tensorflow__TensorProto *tb_finish(struct tg_arena *a, struct tb *t)
     }
     tp->tensor_shape = sh;
     size_t bytes = t->n * t->esize;
-    uint8_t *copy = tg_arena_alloc(a, bytes + 1, 16);
+    void *copy = tg_arena_alloc(a, bytes + 1, 16);
     if (bytes)
         memcpy(copy, t->vals, bytes);
     free(t->vals);
@@ -323,11 +323,11 @@ static Tensorflow__TensorProto *tb_finish(struct tg_arena *a, struct tb *t)
     case DT_INT8:
     case DT_UINT8:
         tp->n_int_val = t->n;
-        tp->int_val = (int32_t *)copy;
+        tp->int_val = copy;
         break;
     case DT_STRING:
         tp->n_string_val = t->n;
-        tp->string_val = (ProtobufCBinaryData *)copy;
+        tp->string_val = copy;
         break;
     default: /* little-endian host: the stored values are the wire layout */
         tp->tensor_content.data = copy;
@@ -747,70 +747,89 @@ int tg_tj_decode_examples(struct tg_arena *a, const struct tg_jval *body,
 
 /* ---- TensorProto -> JSON (§3.8) ---- */
 
-#if LDBL_MANT_DIG == 64 && (defined(__x86_64__) || defined(__i386__))
-static const long double pow10l_tab[28] = {1e0L,  1e1L,  1e2L,  1e3L,  1e4L,  1e5L,  1e6L,
-                                           1e7L,  1e8L,  1e9L,  1e10L, 1e11L, 1e12L, 1e13L,
-                                           1e14L, 1e15L, 1e16L, 1e17L, 1e18L, 1e19L, 1e20L,
-                                           1e21L, 1e22L, 1e23L, 1e24L, 1e25L, 1e26L, 1e27L};
+/*
+ * The float case of §3.8 without printf and strtof, which were 90% of the cost of writing a
+ * float tensor (bench/micro/bench_tensor_json.c). A normal float below 2^24 is m * 2^-s
+ * exactly (m < 2^24), so with 128-bit integers its decimal digits, printf's round-half-even
+ * and strtof's read-back can all be decided exactly. Other floats go to snprintf.
+ */
+typedef unsigned __int128 u128;
 
-/* x * 10^k in one correctly rounded long double operation, for |k| <= 27. */
-static long double scale10(long double x, int k)
+static u128 pow10_u128(int k) /* 0 <= k <= 38 */
 {
-    return k >= 0 ? x * pow10l_tab[k] : x / pow10l_tab[-k];
+    static const uint64_t p[20] = {1ull,
+                                   10ull,
+                                   100ull,
+                                   1000ull,
+                                   10000ull,
+                                   100000ull,
+                                   1000000ull,
+                                   10000000ull,
+                                   100000000ull,
+                                   1000000000ull,
+                                   10000000000ull,
+                                   100000000000ull,
+                                   1000000000000ull,
+                                   10000000000000ull,
+                                   100000000000000ull,
+                                   1000000000000000ull,
+                                   10000000000000000ull,
+                                   100000000000000000ull,
+                                   1000000000000000000ull,
+                                   10000000000000000000ull};
+    return k < 20 ? (u128)p[k] : (u128)p[19] * p[k - 19];
 }
 
-/* |f| (finite, normal, > 0) rounded to |prec| significant digits as printf rounds it: the
- * digits in |*q| (10^(prec-1) <= q < 10^prec) and the decimal exponent of the first one in
- * |*e10|. x87's 64-bit product is within 2^-34 of the exact scaled value (< 2^30), so only a
- * fraction within 2^-30 of one half is in doubt; then -1 asks for snprintf. */
-static int round_digits(float f, int prec, uint64_t *q, int *e10)
+/* m * 2^-s rounded half-even to |prec| digits: q in [10^(prec-1), 10^prec) and the decimal
+ * exponent of its first digit, given an estimate of it that is exact or one too small. */
+static int round_digits(uint64_t m, int s, int prec, int e, uint64_t *q, int *e10)
 {
-    long double d = fabsl((long double)f);
-    int e = (int)floor(log10((double)d));
-    long double lo = pow10l_tab[prec - 1], hi = pow10l_tab[prec];
-    if (prec - 1 - e < -26 || prec - 1 - e > 26)
-        return -1;
-    long double sc = scale10(d, prec - 1 - e);
-    if (sc >= hi) {
-        e++;
-        sc = scale10(d, prec - 1 - e);
-    } else if (sc < lo) {
-        e--;
-        sc = scale10(d, prec - 1 - e);
+    for (int pass = 0; pass < 2; pass++, e++) {
+        int k = prec - 1 - e;
+        if (k > 27 || k < -27)
+            return -1;
+        u128 num = (u128)m * (k > 0 ? pow10_u128(k) : 1), den, r, rem;
+        if (k >= 0) { /* the common case: a power-of-two divisor */
+            den = (u128)1 << s;
+            r = num >> s;
+            rem = num & (den - 1);
+        } else {
+            den = pow10_u128(-k) << s;
+            r = num / den;
+            rem = num % den;
+        }
+        if (r >= (u128)pow10_u128(prec))
+            continue; /* the estimate was one too small */
+        if (2 * rem > den || (2 * rem == den && (r & 1)))
+            r++;
+        if (r == pow10_u128(prec)) {
+            r /= 10;
+            e++;
+        }
+        *q = (uint64_t)r;
+        *e10 = e;
+        return 0;
     }
-    if (sc < lo || sc >= hi)
-        return -1;
-    long double ip = floorl(sc), frac = sc - ip;
-    if (fabsl(frac - 0.5L) < 0x1p-30L)
-        return -1;
-    uint64_t r = (uint64_t)ip + (frac > 0.5L);
-    if ((long double)r >= hi) {
-        r /= 10;
-        e++;
-    }
-    *q = r;
-    *e10 = e;
-    return 0;
+    return -1;
 }
 
-/* Whether q * 10^(e10 - prec + 1) reads back (strtof) as |f|. -1 when in doubt: the 64-bit
- * value lies within a unit of a float rounding midpoint (low 40 bits near 2^39). */
-static int reads_back(float f, uint64_t q, int prec, int e10)
+/* 1 if q * 10^(e10-prec+1) reads back (round to nearest even) as m * 2^-s, 0 if not. */
+static int reads_back(uint64_t m, int s, uint64_t q, int prec, int e10)
 {
-    int k = e10 - prec + 1;
-    if (k < -27 || k > 27)
-        return -1;
-    long double v = scale10((long double)q, k);
-    uint64_t bits;
-    memcpy(&bits, &v, sizeof(bits));
-    uint64_t low = bits & ((UINT64_C(1) << 40) - 1);
-    if (low + 1 >= (UINT64_C(1) << 39) && low <= (UINT64_C(1) << 39) + 1)
-        return -1;
-    return (float)v == fabsf(f);
+    int k = prec - 1 - e10; /* the decimal is q * 10^-k */
+    /* scaled by 2^(s+1) * 10^max(k,0): the decimal, the float, and half its ulp */
+    u128 dec = ((u128)q * (k < 0 ? pow10_u128(-k) : 1)) << (s + 1);
+    u128 flt = (u128)(2 * m) * (k > 0 ? pow10_u128(k) : 1);
+    u128 half = k > 0 ? pow10_u128(k) : 1;
+    u128 diff = dec > flt ? dec - flt : flt - dec;
+    if (m == (UINT64_C(1) << 23) && dec < flt)
+        half /= 2; /* a power of two: the float below is half as far */
+    return diff < half || (diff == half && (m & 1) == 0);
 }
 
-/* printf's %.<prec>g of |f| from its digits (no '#': trailing zeros go). */
-static size_t g_text(float f, uint64_t q, int prec, int e10, char *out)
+/* printf's %.<prec>g from the digits (no '#': trailing zeros go), then TF's ".0" when the text
+ * has neither '.' nor 'e' (§3.8). */
+static size_t g_text(int neg, uint64_t q, int prec, int e10, char *out)
 {
     char dig[20];
     size_t n = 0;
@@ -819,7 +838,7 @@ static size_t g_text(float f, uint64_t q, int prec, int e10, char *out)
     int nd = prec;
     while (nd > 1 && dig[nd - 1] == '0')
         nd--;
-    if (signbit(f))
+    if (neg)
         out[n++] = '-';
     if (e10 < -4 || e10 >= prec) {
         out[n++] = dig[0];
@@ -839,44 +858,37 @@ static size_t g_text(float f, uint64_t q, int prec, int e10, char *out)
     } else {
         memcpy(out + n, dig, (size_t)e10 + 1);
         n += (size_t)e10 + 1;
+        out[n++] = '.';
         if (nd > e10 + 1) {
-            out[n++] = '.';
             memcpy(out + n, dig + e10 + 1, (size_t)(nd - e10 - 1));
             n += (size_t)(nd - e10 - 1);
+        } else {
+            out[n++] = '0';
         }
     }
     out[n] = '\0';
     return n;
 }
 
-/* The float case of tg_tj_format_float without printf and strtof, which are most of the cost
- * of writing a float tensor (bench/micro). Returns 0, or -1 when snprintf must decide. */
+/* Returns 0 with the text in |out|, or -1 when snprintf must decide. */
 static int fast_format_float(float f, char *out, size_t *len)
 {
+    uint32_t bits;
+    memcpy(&bits, &f, sizeof(bits));
+    int bexp = (int)((bits >> 23) & 0xff);
+    if (bexp == 0 || bexp == 0xff || bexp > 150 || bexp < 150 - 90)
+        return -1; /* zero, subnormal, NaN/Inf, >= 2^24, or < 2^-67 */
+    uint64_t m = (bits & 0x7fffff) | 0x800000;
+    int s = 150 - bexp, e10, rb;
+    int est = (int)floor((double)(bexp - 127) * 0.30102999566398120); /* exact or one low */
     uint64_t q;
-    int e10, rb;
-    if (f == 0 || !isnormal(f))
+    if (round_digits(m, s, 6, est, &q, &e10) != 0 || (rb = reads_back(m, s, q, 6, e10)) < 0)
         return -1;
-    if (round_digits(f, 6, &q, &e10) != 0 || (rb = reads_back(f, q, 6, e10)) < 0)
+    if (!rb && round_digits(m, s, 9, est, &q, &e10) != 0)
         return -1;
-    if (!rb) {
-        if (round_digits(f, 9, &q, &e10) != 0)
-            return -1;
-        *len = g_text(f, q, 9, e10, out);
-    } else {
-        *len = g_text(f, q, 6, e10, out);
-    }
+    *len = g_text((int)(bits >> 31), q, rb ? 6 : 9, e10, out);
     return 0;
 }
-#else
-static int fast_format_float(float f, char *out, size_t *len)
-{
-    (void)f;
-    (void)out;
-    (void)len;
-    return -1;
-}
-#endif
 
 size_t tg_tj_format_float(double v, int is_double, char *out)
 {
@@ -885,13 +897,8 @@ size_t tg_tj_format_float(double v, int is_double, char *out)
     if (isinf(v))
         return (size_t)sprintf(out, v > 0 ? "Infinity" : "-Infinity");
     size_t fl;
-    if (!is_double && fast_format_float((float)v, out, &fl) == 0) {
-        if (strpbrk(out, ".e") == NULL) {
-            memcpy(out + fl, ".0", 3);
-            fl += 2;
-        }
+    if (!is_double && fast_format_float((float)v, out, &fl) == 0)
         return fl;
-    }
     int n = snprintf(out, 40, "%.6g", v);
     int same = is_double ? strtod(out, NULL) == v : strtof(out, NULL) == (float)v;
     if (!same)

@@ -154,6 +154,26 @@ static void float_formatting_differential(void **state)
     }
 }
 
+/* Every binade's edges: powers of two (whose lower neighbour is closer), their neighbours, and
+ * the largest mantissa, for all exponents and both signs. */
+static void float_formatting_binade_edges(void **state)
+{
+    (void)state;
+    static const uint32_t mant[] = {0, 1, 2, 3, 0x400000, 0x7ffffe, 0x7fffff};
+    char want[64], got[64];
+    for (uint32_t e = 0; e < 255; e++)
+        for (size_t k = 0; k < sizeof(mant) / sizeof(mant[0]); k++)
+            for (uint32_t sign = 0; sign < 2; sign++) {
+                uint32_t bits = sign << 31 | e << 23 | mant[k];
+                float f;
+                memcpy(&f, &bits, sizeof(f));
+                reference_float(f, want);
+                tg_tj_format_float(f, 0, got);
+                if (strcmp(want, got) != 0)
+                    fail_msg("float %a: want %s got %s", (double)f, want, got);
+            }
+}
+
 /* Differential: the parser's fast decimal conversion against strtod, on random literals with
  * up to 20 significant digits, leading/trailing zeros and exponents, all through the parser. */
 static void number_parsing_differential(void **state)
@@ -234,6 +254,7 @@ int main(void)
         cmocka_unit_test(debug_rendering),
         cmocka_unit_test(float_formatting),
         cmocka_unit_test(float_formatting_differential),
+        cmocka_unit_test(float_formatting_binade_edges),
         cmocka_unit_test(number_parsing_differential),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
