@@ -71,6 +71,7 @@ struct rest {
     int in_flight;
     int row;
     char cache_key[512];
+    int64_t sig_version; /* version the signature used came from; -1 unknown */
 };
 
 static uint64_t body_limit(struct tg_stream *st)
@@ -350,6 +351,7 @@ struct sig_entry {
 struct meta_entry {
     char key[512]; /* "model\0version-or-label" */
     uint64_t expires_ms;
+    int64_t version; /* the version the signatures came from; -1 unknown */
     size_t n_sigs;
     struct sig_entry *sigs;
 };
@@ -393,8 +395,19 @@ static struct meta_entry *cache_find(struct tg_worker *w, const char *key)
     return NULL;
 }
 
+/* Forgets |key|'s signatures, so the next request fetches them again. */
+static void cache_drop(struct tg_worker *w, const char *key)
+{
+    struct tg_rest_cache *c = w->rest_cache;
+    for (size_t i = 0; c != NULL && i < c->n; i++) {
+        if (strcmp(c->e[i].key, key) == 0)
+            c->e[i].expires_ms = 0;
+    }
+}
+
 static struct meta_entry *cache_put(struct tg_worker *w, const char *key,
-                                    const Tensorflow__Serving__SignatureDefMap *map)
+                                    const Tensorflow__Serving__SignatureDefMap *map,
+                                    int64_t version)
 {
     struct tg_rest_cache *c = w->rest_cache;
     if (c == NULL)
@@ -416,6 +429,7 @@ static struct meta_entry *cache_put(struct tg_worker *w, const char *key,
     entry_free(m);
     snprintf(m->key, sizeof(m->key), "%s", key);
     m->expires_ms = tg_worker_now(w) + META_TTL_MS;
+    m->version = version;
     m->sigs = tg_xcalloc(map->n_signature_def + 1, sizeof(*m->sigs));
     for (size_t i = 0; i < map->n_signature_def; i++) {
         const Tensorflow__SignatureDef *sd = map->signature_def[i]->value;
@@ -455,6 +469,8 @@ static void predict_done(struct tg_stream *st, struct rest *r, const struct tg_u
     struct tg_tj_error err;
     char *text;
     size_t len;
+    if (!res->transport_failure && res->status == GRPC_STATUS_INVALID_ARGUMENT)
+        cache_drop(st->w, r->cache_key); /* maybe our dtypes are stale: look again next time */
     if (call_failed(st, r, res) != 0)
         return;
     Tensorflow__Serving__PredictResponse *resp =
@@ -464,6 +480,11 @@ static void predict_done(struct tg_stream *st, struct rest *r, const struct tg_u
         respond_error(st, 500, "tfgate: the backend's PredictResponse does not parse");
         return;
     }
+    /* a version other than the one our signatures came from: a new version was loaded, so
+     * refresh before the next request rather than when the lifetime ends */
+    if (resp->model_spec && resp->model_spec->version && r->sig_version >= 0 &&
+        resp->model_spec->version->value != r->sig_version)
+        cache_drop(st->w, r->cache_key);
     if (tg_tj_encode_predict(&st->arena, resp, r->row, &text, &len, &err) != 0) {
         respond_grpc_error(st, err.code, err.message);
         return;
@@ -475,6 +496,7 @@ static void predict_with_signature(struct tg_stream *st, struct rest *r, const s
 {
     const char *want = r->signature[0] ? r->signature : "serving_default";
     const struct sig_entry *se = NULL;
+    r->sig_version = m->version;
     struct tg_tj_error err;
     char msg[600];
 
@@ -520,7 +542,9 @@ static void metadata_for_predict(struct tg_stream *st, struct rest *r,
         respond_error(st, 500, "tfgate: the backend's model metadata has no signature_def");
         return;
     }
-    predict_with_signature(st, r, cache_put(st->w, r->cache_key, map));
+    int64_t version =
+        resp->model_spec && resp->model_spec->version ? resp->model_spec->version->value : -1;
+    predict_with_signature(st, r, cache_put(st->w, r->cache_key, map, version));
 }
 
 static Tensorflow__Serving__GetModelMetadataRequest *metadata_request(struct tg_stream *st,

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
@@ -125,6 +126,64 @@ class TestRest(unittest.TestCase):
         st = self.sim.stats()
         self.assertEqual(st["calls"]["Predict"], 2000)
         self.assertLessEqual(st["calls"]["GetModelMetadata"], 200)  # signatures come from the cache
+
+
+
+class TestSignatureCache(unittest.TestCase):
+    """The gateway caches signatures (dtypes) per model. When the backend starts serving a model
+    whose input dtype changed, no request is converted with the old dtype silently: the backend
+    rejects the stale tensor, the gateway forgets the signature, and the next request uses the
+    new one (before the cache's lifetime ends)."""
+
+    def test_dtype_change_is_never_silent(self):
+        tmp = tempfile.TemporaryDirectory()
+        self.addCleanup(tmp.cleanup)
+
+        def models(version, dtype):
+            return harness.write_json(tmp.name, "m%d.json" % version, {"models": [{
+                "name": "m", "versions": [version], "behavior": {"type": "identity"},
+                "signatures": {"serving_default": {
+                    "method_name": "tensorflow/serving/predict",
+                    "inputs": {"x": {"dtype": dtype, "shape": [-1]}},
+                    "outputs": {"y": {"dtype": dtype, "shape": [-1]}}}}}]})
+
+        sim = harness.Sim("--models", models(1, "DT_FLOAT"))
+        port = sim.port
+        # one worker: the cache is per worker, and the stale entry must be the one consulted
+        gw = harness.Gateway("--listen", "127.0.0.1:0", "--backend", sim.addr, "--workers", "1")
+        self.addCleanup(gw.stop)
+        url = "http://127.0.0.1:%d/v1/models/m:predict" % gw.port
+        body = '{"instances": [1, 2]}'
+
+        def post():
+            p = subprocess.run(["curl", "-sS", "-w", "\n%{http_code}", "--data-binary", body, url],
+                               capture_output=True, timeout=30, text=True)
+            out, _, code = p.stdout.rpartition("\n")
+            return int(code), out
+
+        # compared as text: 1.0 (float) and 1 (int64) are equal once parsed in Python
+        self.assertEqual(post(), (200, '{\n    "predictions": [1.0, 2.0\n    ]\n}'))
+        self.assertEqual(sim.stop(), 0)
+        sim = harness.Sim("--models", models(2, "DT_INT64"), port=port)
+        self.addCleanup(sim.stop)
+
+        answers = []
+        for _ in range(100):  # bounded: reconnect (503s during the backoff), stale, refresh
+            code, out = post()
+            answers.append((code, out))
+            if code == 200:
+                break
+            time.sleep(0.05)
+        self.assertEqual(answers[-1], (200, '{\n    "predictions": [1, 2\n    ]\n}'), answers)
+        for code, out in answers[:-1]:  # everything before is an error, never wrong data
+            self.assertIn(code, (400, 503), answers)
+            self.assertIn("error", json.loads(out))
+        stale = [json.loads(out)["error"] for code, out in answers if code == 400]
+        # at most one stale conversion, refused by the backend, then the signature is fetched
+        # again (none when the reconnect outlasted the cache's 5 s lifetime)
+        self.assertLessEqual(len(stale), 1, answers)
+        for e in stale:
+            self.assertIn("Expects arg[0] to be int64 but float is provided", e)
 
 
 if __name__ == "__main__":
