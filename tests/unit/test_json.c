@@ -208,6 +208,38 @@ static void number_parsing_differential(void **state)
     }
 }
 
+/* The nesting limit (the REST layer passes 1000): at the limit parses, one deeper is an error at
+ * the offset of the bracket that went too deep; 500,000 brackets do not exhaust the stack. */
+static void nesting_limit(void **state)
+{
+    (void)state;
+    size_t deep = 500000;
+    char *t = malloc(2 * deep + 1);
+    struct tg_arena a;
+    struct tg_jval *v;
+    struct tg_json_error err;
+    for (size_t n = 1000; n <= 1001; n++) {
+        memset(t, '[', n);
+        memset(t + n, ']', n);
+        tg_arena_init(&a);
+        int rv = tg_json_parse(t, 2 * n, &a, 1000, &v, &err);
+        if (n == 1000) {
+            assert_int_equal(rv, 0);
+        } else {
+            assert_int_equal(rv, -1);
+            assert_string_equal(err.message, "Terminate parsing due to Handler error.");
+            assert_int_equal(err.offset, 1000);
+        }
+        tg_arena_dispose(&a);
+    }
+    memset(t, '[', deep);
+    memset(t + deep, ']', deep);
+    tg_arena_init(&a);
+    assert_int_equal(tg_json_parse(t, 2 * deep, &a, 1000, &v, &err), -1);
+    tg_arena_dispose(&a);
+    free(t);
+}
+
 static void float_formatting(void **state)
 {
     (void)state;
@@ -252,6 +284,7 @@ int main(void)
         cmocka_unit_test(errors_and_offsets),
         cmocka_unit_test(numbers_and_literals),
         cmocka_unit_test(debug_rendering),
+        cmocka_unit_test(nesting_limit),
         cmocka_unit_test(float_formatting),
         cmocka_unit_test(float_formatting_differential),
         cmocka_unit_test(float_formatting_binade_edges),
