@@ -27,6 +27,7 @@
 #include "tensorflow_serving/apis/regression.pb-c.h"
 
 #include "tfgate/arena.h"
+#include "tfgate/compress.h"
 #include "tfgate/common.h"
 #include "tfgate/config.h"
 #include "tfgate/error.h"
@@ -81,8 +82,20 @@ static uint64_t body_limit(struct tg_stream *st)
 
 /* ---- answering ---- */
 
+/* JSON answers are gzip-compressed when the client accepts it and they are large enough to
+ * gain (level 1: most of the saving for a fraction of the CPU of the default 6). */
 static void respond_json(struct tg_stream *st, int status, const char *text, size_t len)
 {
+    const struct tg_header *ae = tg_stream_header(st, "accept-encoding");
+    uint8_t *z;
+    size_t zlen;
+    if (len >= TG_GZIP_MIN_BYTES && ae != NULL && tg_accepts_gzip(ae->value) &&
+        tg_gzip(&st->arena, (const uint8_t *)text, len, 1, &z, &zlen) == 0) {
+        tg_stream_add_resp_header(st, "content-encoding", "gzip", 4);
+        tg_stream_add_resp_header(st, "vary", "accept-encoding", 15);
+        tg_stream_respond_http(st, status, "application/json", (const char *)z, zlen);
+        return;
+    }
     tg_stream_respond_http(st, status, "application/json", text, len);
 }
 

@@ -102,6 +102,37 @@ class TestRest(unittest.TestCase):
                                  data="@" + path)
         self.assertEqual((code, json.loads(out)), (400, {"error": "JSON Parse error: The document is empty"}))
 
+    def test_gzip_responses(self):
+        """Compressed when asked (curl --compressed sends Accept-Encoding and inflates) and big
+        enough; identity otherwise, over HTTP/1.1 and HTTP/2."""
+        big = '{"instances": [' + ", ".join(["1.5"] * 2000) + "]}"
+        url = self.http + "/v1/models/half_plus_two:predict"
+        want = {"predictions": [2.75] * 2000}
+        same = lambda text: self.assertTrue(json.loads(text) == want, text[:200])  # no 2000-item diff
+        for opts in (["--http1.1"], ["--http2-prior-knowledge"]):
+            with self.subTest(opts=opts):
+                code, _, out = self.curl(url, *opts, "--compressed", "-D", "-", data=big)
+                head, _, body = out.partition(b"\r\n\r\n")
+                self.assertEqual(code, 200)
+                self.assertIn(b"content-encoding: gzip", head.lower())
+                self.assertIn(b"vary: accept-encoding", head.lower())
+                same(body)
+                # the raw bytes are gzip and much smaller than the text
+                code, _, raw = self.curl(url, *opts, "-H", "Accept-Encoding: gzip", data=big)
+                self.assertEqual(raw[:2], b"\x1f\x8b")
+                same(gzip.decompress(raw))
+                self.assertLess(len(raw), len(gzip.decompress(raw)) // 5)
+                for ae in ([], ["-H", "Accept-Encoding: gzip;q=0"], ["-H", "Accept-Encoding: br"]):
+                    code, _, out = self.curl(url, *opts, *ae, "-D", "-", data=big)
+                    head, _, body = out.partition(b"\r\n\r\n")
+                    self.assertNotIn(b"content-encoding", head.lower())
+                    same(body)
+                # small answers stay identity even when gzip is accepted
+                code, _, out = self.curl(url, *opts, "--compressed", "-D", "-", data='{"instances": [1.0]}')
+                head, _, body = out.partition(b"\r\n\r\n")
+                self.assertNotIn(b"content-encoding", head.lower())
+                self.assertEqual(json.loads(body), {"predictions": [2.5]})
+
     def test_body_over_the_limit(self):
         big = '{"instances": [' + ", ".join(["1.5"] * 40000) + "]}"  # ~200 KB > 100 KB
         path = os.path.join(self.tmp.name, "big.json")
