@@ -22,6 +22,10 @@ struct parser {
     size_t max_depth;
     struct tg_json_error *err;
     int failed;
+    /* Scratch stack for the items of the arrays and objects being parsed: one buffer for the
+     * whole document instead of one malloc per array (an image has 50,000 small arrays). */
+    char *stk;
+    size_t stk_n, stk_cap;
 };
 
 /* RapidJSON's input stream reports a NUL byte as the end of the input. */
@@ -433,103 +437,89 @@ static int parse_literal(struct parser *p, struct tg_jval *v, const char *rest, 
 }
 
 /* Growable vector for array items / object members during parsing. */
-struct vec {
-    void *b;
-    size_t n, cap, size;
-};
-
-static void *vpush(struct vec *v)
+static void stk_push(struct parser *p, const void *item, size_t size)
 {
-    if (v->n == v->cap) {
-        v->cap = v->cap ? v->cap * 2 : 8;
-        v->b = tg_xrealloc(v->b, v->cap * v->size);
+    if (p->stk_n + size > p->stk_cap) {
+        p->stk_cap = p->stk_cap ? p->stk_cap * 2 : 4096;
+        p->stk = tg_xrealloc(p->stk, p->stk_cap);
     }
-    return (char *)v->b + v->size * v->n++;
+    memcpy(p->stk + p->stk_n, item, size);
+    p->stk_n += size;
 }
 
-static void *vfinish(struct parser *p, struct vec *v, size_t align)
+/* Moves the items pushed since |base| into the arena and pops them. */
+static void *stk_finish(struct parser *p, size_t base, size_t align)
 {
-    void *out = tg_arena_alloc(p->a, v->n * v->size + 1, align);
-    if (v->n)
-        memcpy(out, v->b, v->n * v->size);
-    free(v->b);
+    size_t n = p->stk_n - base;
+    void *out = tg_arena_alloc(p->a, n + 1, align);
+    if (n)
+        memcpy(out, p->stk + base, n);
+    p->stk_n = base;
     return out;
 }
 
 static int parse_array(struct parser *p, struct tg_jval *v, size_t depth)
 {
-    struct vec items = {.size = sizeof(struct tg_jval)};
+    size_t base = p->stk_n;
     p->pos++;
     skip_ws(p);
     if (consume(p, ']'))
         goto done;
     for (;;) {
-        struct tg_jval *it = vpush(&items);
-        memset(it, 0, sizeof(*it));
-        if (parse_value(p, it, depth + 1) != 0)
-            goto bad;
+        struct tg_jval it; /* parsed here, then pushed: the stack may move while parsing */
+        memset(&it, 0, sizeof(it));
+        if (parse_value(p, &it, depth + 1) != 0)
+            return -1;
+        stk_push(p, &it, sizeof(it));
         skip_ws(p);
         if (consume(p, ','))
             skip_ws(p);
         else if (consume(p, ']'))
             break;
-        else {
-            fail(p, "Missing a comma or ']' after an array element.", p->pos);
-            goto bad;
-        }
+        else
+            return fail(p, "Missing a comma or ']' after an array element.", p->pos);
     }
 done:
     v->type = TG_JARRAY;
-    v->len = (uint32_t)items.n;
-    v->u.items = vfinish(p, &items, _Alignof(struct tg_jval));
+    v->len = (uint32_t)((p->stk_n - base) / sizeof(struct tg_jval));
+    v->u.items = stk_finish(p, base, _Alignof(struct tg_jval));
     return 0;
-bad:
-    free(items.b);
-    return -1;
 }
 
 static int parse_object(struct parser *p, struct tg_jval *v, size_t depth)
 {
-    struct vec members = {.size = sizeof(struct tg_jmember)};
+    size_t base = p->stk_n;
     p->pos++;
     skip_ws(p);
     if (consume(p, '}'))
         goto done;
     for (;;) {
-        if (peek(p) != '"') {
-            fail(p, "Missing a name for object member.", p->pos);
-            goto bad;
-        }
-        struct tg_jmember *m = vpush(&members);
-        memset(m, 0, sizeof(*m));
-        if (parse_string(p, &m->key, &m->key_len) != 0)
-            goto bad;
+        if (peek(p) != '"')
+            return fail(p, "Missing a name for object member.", p->pos);
+        struct tg_jmember m;
+        memset(&m, 0, sizeof(m));
+        if (parse_string(p, &m.key, &m.key_len) != 0)
+            return -1;
         skip_ws(p);
-        if (!consume(p, ':')) {
-            fail(p, "Missing a colon after a name of object member.", p->pos);
-            goto bad;
-        }
+        if (!consume(p, ':'))
+            return fail(p, "Missing a colon after a name of object member.", p->pos);
         skip_ws(p);
-        if (parse_value(p, &m->val, depth + 1) != 0)
-            goto bad;
+        if (parse_value(p, &m.val, depth + 1) != 0)
+            return -1;
+        stk_push(p, &m, sizeof(m));
         skip_ws(p);
         if (consume(p, ','))
             skip_ws(p);
         else if (consume(p, '}'))
             break;
-        else {
-            fail(p, "Missing a comma or '}' after an object member.", p->pos);
-            goto bad;
-        }
+        else
+            return fail(p, "Missing a comma or '}' after an object member.", p->pos);
     }
 done:
     v->type = TG_JOBJECT;
-    v->len = (uint32_t)members.n;
-    v->u.members = vfinish(p, &members, _Alignof(struct tg_jmember));
+    v->len = (uint32_t)((p->stk_n - base) / sizeof(struct tg_jmember));
+    v->u.members = stk_finish(p, base, _Alignof(struct tg_jmember));
     return 0;
-bad:
-    free(members.b);
-    return -1;
 }
 
 static int parse_value(struct parser *p, struct tg_jval *v, size_t depth)
@@ -561,10 +551,13 @@ int tg_json_parse(const char *text, size_t len, struct tg_arena *arena, size_t m
     struct parser p = {.s = text, .len = len, .a = arena, .max_depth = max_depth, .err = err};
     struct tg_jval *root = TG_ARENA_NEW(arena, struct tg_jval);
 
+    int rv;
     skip_ws(&p);
     if (peek(&p) == 0)
         return fail(&p, "The document is empty.", p.pos);
-    if (parse_value(&p, root, 1) != 0)
+    rv = parse_value(&p, root, 1);
+    free(p.stk);
+    if (rv != 0)
         return -1;
     *out = root; /* anything after the first value is ignored (TF Serving >= 2.18) */
     return 0;
