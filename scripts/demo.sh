@@ -28,6 +28,7 @@ cleanup() {
   rm -rf "$run"
 }
 trap cleanup EXIT
+trap 'echo "demo: failed at line $LINENO: $BASH_COMMAND" >&2' ERR
 trap 'exit 130' INT TERM
 
 # start NAME ARGS...: starts a server in the background, waits for its "listening on" line

@@ -113,17 +113,18 @@ static void *device_main(void *arg)
         uint64_t due = start_batches(dev, now);
 
         if (finished != NULL) {
+            /* counted before the answers go out: a client that has its answer and then reads
+             * the stats must see its call completed */
+            for (struct sim_job *j = finished; j != NULL; j = j->next)
+                dev->stats.completed++;
             /* callbacks start gRPC batches; never call them with the lock held */
-            uint64_t n = 0;
             pthread_mutex_unlock(&dev->mu);
             while (finished != NULL) {
                 struct sim_job *next = finished->next;
                 finished->done(finished);
                 finished = next;
-                n++;
             }
             pthread_mutex_lock(&dev->mu);
-            dev->stats.completed += n;
             continue;
         }
         if (dev->stopping && dev->running == NULL && dev->head == NULL)
