@@ -109,6 +109,14 @@ static void respond_grpc_error(struct tg_stream *st, int code, const char *msg)
     respond_error(st, tg_grpc_to_http(code), msg);
 }
 
+static void respond_malformed(struct tg_stream *st)
+{
+    size_t cap = st->path_len + 64;
+    char *m = tg_arena_alloc(&st->arena, cap, 1);
+    snprintf(m, cap, "Malformed request: %s %s", st->method, st->path);
+    respond_error(st, 400, m);
+}
+
 /* ---- the URL grammar (§3.2), case-insensitive full matches on the raw path + query ---- */
 
 static int ci_prefix(const char *s, size_t len, const char *lit)
@@ -257,13 +265,9 @@ overflow:
     snprintf(msg, sizeof(msg), "Failed to convert version: %.*s to numeric.", (int)ndigits, digits);
     respond_error(st, 400, msg);
     return -1;
-malformed : {
-    size_t cap = st->path_len + 64;
-    char *m = tg_arena_alloc(&st->arena, cap, 1);
-    snprintf(m, cap, "Malformed request: %s %s", st->method, st->path);
-    respond_error(st, 400, m);
+malformed:
+    respond_malformed(st);
     return -1;
-}
 }
 
 /* ---- backend calls ---- */

@@ -1,7 +1,6 @@
 /*
  * tensor_json.c - see tensor_json.h. Section numbers refer to spec/tfserving.md.
  */
-#include <float.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
