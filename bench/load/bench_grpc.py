@@ -11,7 +11,6 @@ CPU µs per request of the proxy process and of tfs-sim from /proc. Both proxies
 process (nginx with master_process off) so their CPU is one process each. Then resident memory
 with C idle HTTP/2 connections (preface and SETTINGS exchanged), per connection.
 """
-import argparse
 import os
 import resource
 import socket
@@ -26,8 +25,7 @@ sys.path.insert(0, HERE)
 import benchlib  # noqa: E402
 from benchlib import harness  # noqa: E402
 
-GRPC_HEADERS = ("content-type: application/grpc", "te: trailers")
-PREDICT = "/tensorflow.serving.PredictionService/Predict"
+from benchlib import GRPC_HEADERS, PREDICT  # noqa: E402
 
 NGINX_CONF = """
 worker_processes 1;
@@ -105,14 +103,7 @@ def idle_connections_memory(pid, port, n):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--build", default=os.path.join(benchlib.ROOT, "build-release"))
-    ap.add_argument("--n", type=int, default=60000)
-    ap.add_argument("--reps", type=int, default=3)
-    ap.add_argument("--conns", type=int, default=1000)
-    a = ap.parse_args()
-    harness.BUILD_DIR = a.build
-    harness.PY_DIR = os.path.join(a.build, "py")
+    a = benchlib.parse_args(__doc__, [("--conns", {"type": int, "default": 1000})])
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 65536), hard))
 

@@ -13,7 +13,6 @@ Reported: requests/s, p50/p99 (h2load's per-request log), and CPU µs per reques
 of tfs-sim from /proc; medians of --reps runs. REST's extra cost over gRPC is tfgate's CPU
 column (the backend does the same work in both).
 """
-import argparse
 import json
 import os
 import random
@@ -26,8 +25,7 @@ sys.path.insert(0, HERE)
 import benchlib  # noqa: E402
 from benchlib import harness  # noqa: E402
 
-GRPC_HEADERS = ("content-type: application/grpc", "te: trailers")
-PREDICT = "/tensorflow.serving.PredictionService/Predict"
+from benchlib import GRPC_HEADERS, PREDICT  # noqa: E402
 REST = "/v1/models/half_plus_two:predict"
 
 
@@ -38,13 +36,7 @@ def image_values():
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--build", default=os.path.join(benchlib.ROOT, "build-release"))
-    ap.add_argument("--n", type=int, default=60000)
-    ap.add_argument("--reps", type=int, default=3)
-    a = ap.parse_args()
-    harness.BUILD_DIR = a.build
-    harness.PY_DIR = os.path.join(a.build, "py")
+    a = benchlib.parse_args(__doc__)
 
     results = []
     with tempfile.TemporaryDirectory() as tmp:

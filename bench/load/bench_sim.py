@@ -7,7 +7,6 @@ the proof that tfs-sim is not the bottleneck (issue: foundation).
 Small Predict: half_plus_two with 4 floats. Large Predict: 224x224x3 floats in tensor_content
 (602 KB). Prints a markdown table of medians over R runs.
 """
-import argparse
 import os
 import sys
 import tempfile
@@ -17,18 +16,11 @@ sys.path.insert(0, HERE)
 import benchlib  # noqa: E402
 from benchlib import harness  # noqa: E402
 
-GRPC_HEADERS = ("content-type: application/grpc", "te: trailers")
-PREDICT = "/tensorflow.serving.PredictionService/Predict"
+from benchlib import GRPC_HEADERS, PREDICT  # noqa: E402
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--build", default=os.path.join(benchlib.ROOT, "build-release"))
-    ap.add_argument("--n", type=int, default=60000)
-    ap.add_argument("--reps", type=int, default=3)
-    a = ap.parse_args()
-    harness.BUILD_DIR = a.build
-    harness.PY_DIR = os.path.join(a.build, "py")
+    a = benchlib.parse_args(__doc__)
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -17,6 +17,24 @@ sys.path.insert(0, os.path.join(ROOT, "tests", "lib"))
 import harness  # noqa: E402,F401
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+GRPC_HEADERS = ("content-type: application/grpc", "te: trailers")
+PREDICT = "/tensorflow.serving.PredictionService/Predict"
+
+
+def parse_args(doc, extra=()):
+    """The options every benchmark takes (--build, --n, --reps) plus |extra| ((flag, kwargs)
+    pairs); points the harness at the build's binaries and Python modules."""
+    import argparse
+    ap = argparse.ArgumentParser(description=doc)
+    ap.add_argument("--build", default=os.path.join(ROOT, "build-release"))
+    ap.add_argument("--n", type=int, default=60000)
+    ap.add_argument("--reps", type=int, default=3)
+    for flag, kw in extra:
+        ap.add_argument(flag, **kw)
+    a = ap.parse_args()
+    harness.BUILD_DIR = a.build
+    harness.PY_DIR = os.path.join(a.build, "py")
+    return a
 
 
 def cpu_seconds(pid):
