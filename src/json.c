@@ -210,61 +210,20 @@ static locale_t c_locale(void)
  * most of the cost of a float tensor (bench/micro/bench_tensor_json.c) and the libraries that
  * do this fast (fast_float, simdjson) are C++ and not in Debian's C stack.
  *
- * A literal with at most 19 significant digits is m * 10^e with m < 2^64 exact. With x87's
+ * parse_number gathers the literal's digits as m * 10^exp10 with m < 2^64 exact. With x87's
  * 64-bit long double, m and 10^|e| (|e| <= 27, 5^27 < 2^64) are exact, so one multiply or
  * divide gives the value correctly rounded to 64 bits. Rounding that to double is correct
  * unless the 64-bit result sits within one unit of a double's rounding midpoint (the low 11
  * bits are 0x3ff, 0x400 or 0x401): then the caller falls back to strtod. Returns 0 with the
- * value in |*out|, or -1 to ask for strtod. |s| is a literal parse_number accepted.
+ * value in |*out|, or -1 to ask for strtod.
  */
-static int fast_decimal(const char *s, size_t n, double *out)
+static int exact_decimal(int minus, uint64_t m, long exp10, double *out)
 {
 #if LDBL_MANT_DIG == 64 && (defined(__x86_64__) || defined(__i386__))
     static const long double pow10[28] = {1e0L,  1e1L,  1e2L,  1e3L,  1e4L,  1e5L,  1e6L,
                                           1e7L,  1e8L,  1e9L,  1e10L, 1e11L, 1e12L, 1e13L,
                                           1e14L, 1e15L, 1e16L, 1e17L, 1e18L, 1e19L, 1e20L,
                                           1e21L, 1e22L, 1e23L, 1e24L, 1e25L, 1e26L, 1e27L};
-    size_t i = 0;
-    int minus = 0, digits = 0;
-    long exp10 = 0;
-    uint64_t m = 0;
-
-    if (s[i] == '-') {
-        minus = 1;
-        i++;
-    }
-    for (; i < n && s[i] >= '0' && s[i] <= '9'; i++) {
-        if (m == 0 && s[i] == '0')
-            continue; /* leading zeros are not significant */
-        if (++digits > 19)
-            return -1;
-        m = m * 10 + (uint64_t)(s[i] - '0');
-    }
-    if (i < n && s[i] == '.') {
-        for (i++; i < n && s[i] >= '0' && s[i] <= '9'; i++) {
-            exp10--;
-            if (m == 0 && s[i] == '0')
-                continue;
-            if (++digits > 19)
-                return -1;
-            m = m * 10 + (uint64_t)(s[i] - '0');
-        }
-    }
-    if (i < n && (s[i] == 'e' || s[i] == 'E')) {
-        int eminus = 0;
-        long e = 0;
-        i++;
-        if (s[i] == '+' || s[i] == '-')
-            eminus = s[i++] == '-';
-        for (; i < n && s[i] >= '0' && s[i] <= '9'; i++) {
-            if (e > 1000)
-                return -1;
-            e = e * 10 + (s[i] - '0');
-        }
-        exp10 += eminus ? -e : e;
-    }
-    if (i != n)
-        return -1;
     if (m == 0) {
         *out = minus ? -0.0 : 0.0;
         return 0;
@@ -280,8 +239,9 @@ static int fast_decimal(const char *s, size_t n, double *out)
     *out = minus ? -(double)v : (double)v;
     return 0;
 #else
-    (void)s;
-    (void)n;
+    (void)minus;
+    (void)m;
+    (void)exp10;
     (void)out;
     return -1;
 #endif
@@ -359,19 +319,26 @@ static int parse_number(struct parser *p, struct tg_jval *v)
             p->pos++;
         }
     }
+    /* the significand for exact_decimal, while it fits: integer part, then fraction digits */
+    uint64_t sig = use64 ? i64 : i;
+    int sig_exact = !use_double;
     int frac_digits = 0, has_frac = 0, has_exp = 0;
     if (consume(p, '.')) {
         has_frac = 1;
         if (!is_digit(peek(p)))
             return fail(p, "Miss fraction part in number.", p->pos);
         while (is_digit(peek(p))) {
+            if (sig > (UINT64_MAX - 9) / 10)
+                sig_exact = 0;
+            else
+                sig = sig * 10 + (uint64_t)(peek(p) - '0');
             frac_digits++;
             p->pos++;
         }
     }
+    int exp_minus = 0;
+    long exp = 0;
     if (consume(p, 'e') || consume(p, 'E')) {
-        int exp_minus = 0;
-        long exp = 0;
         has_exp = 1;
         if (consume(p, '+'))
             ;
@@ -410,7 +377,7 @@ static int parse_number(struct parser *p, struct tg_jval *v)
     /* the value: exact when the fast path can prove it, else strtod in the C locale */
     size_t n = p->pos - start;
     double d;
-    if (fast_decimal(p->s + start, n, &d) != 0) {
+    if (!sig_exact || exact_decimal(minus, sig, (exp_minus ? -exp : exp) - frac_digits, &d) != 0) {
         char stackbuf[128], *buf = n < sizeof(stackbuf) ? stackbuf : tg_xmalloc(n + 1);
         memcpy(buf, p->s + start, n);
         buf[n] = '\0';
