@@ -9,7 +9,10 @@
  *   - the tensors written back as a Predict response produce text that our parser accepts;
  *   - for integer and bool tensors that text, read again as a request, gives the same bytes
  *     (a round trip through the writer and the reader);
- *   - classify/regress decoding of the same body never crashes.
+ *   - classify/regress decoding of the same body never crashes;
+ *   - the fast path (tensor_json_fast.h), when it accepts the body, builds exactly the slow
+ *     path's inputs (the differential check; tests/unit/test_tensor_json_fast.c is its unit
+ *     test).
  * Built for libFuzzer with clang (TG_FUZZ=ON) and, always, with fuzz/standalone.c so the test
  * suite replays the corpus and mutates it for a bounded time.
  */
@@ -18,9 +21,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../tests/lib/tj_compare.h"
 #include "tfgate/arena.h"
 #include "tfgate/json.h"
 #include "tfgate/tensor_json.h"
+#include "tfgate/tensor_json_fast.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -115,16 +120,27 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct tg_json_error jerr;
     struct tg_tj_error terr;
     tg_arena_init(&a);
-    if (tg_json_parse(body, len, &a, 1000, &root, &jerr) != 0)
+    struct tg_tjf_body fb;
+    Tensorflow__Serving__PredictRequest fast = TENSORFLOW__SERVING__PREDICT_REQUEST__INIT;
+    int fast_ok = tg_tjf_scan(&a, body, len, &fb) && tg_tjf_decode(&a, &fb, &sig, &fast);
+    if (tg_json_parse(body, len, &a, 1000, &root, &jerr) != 0) {
+        if (fast_ok)
+            abort(); /* the fast path took a body the parser rejects */
         goto out;
+    }
     if (root->type == TG_JOBJECT) {
         Tensorflow__Serving__Input input;
         (void)tg_tj_decode_examples(&a, root, &input, &terr);
     }
     Tensorflow__Serving__PredictRequest req = TENSORFLOW__SERVING__PREDICT_REQUEST__INIT;
     int row;
-    if (root->type != TG_JOBJECT || tg_tj_decode_predict(&a, root, &sig, &req, &row, &terr) != 0)
+    if (root->type != TG_JOBJECT || tg_tj_decode_predict(&a, root, &sig, &req, &row, &terr) != 0) {
+        if (fast_ok)
+            abort(); /* ... or one the slow path refuses */
         goto out;
+    }
+    if (fast_ok && (fb.row != row || !tj_same_inputs(&fast, &req)))
+        abort(); /* ... or built other tensors */
 
     /* the decoded inputs, answered back as outputs */
     Tensorflow__Serving__PredictResponse resp = TENSORFLOW__SERVING__PREDICT_RESPONSE__INIT;

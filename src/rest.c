@@ -38,6 +38,7 @@
 #include "tfgate/rest.h"
 #include "tfgate/stream.h"
 #include "tfgate/tensor_json.h"
+#include "tfgate/tensor_json_fast.h"
 #include "tfgate/upstream.h"
 #include "tfgate/worker.h"
 
@@ -65,7 +66,10 @@ struct rest {
     const char *label;
     const char *signature; /* from the body; "" when absent */
     int has_signature;
-    struct tg_jval *body;
+    const char *text; /* the request body (decompressed), alive as long as the stream */
+    size_t text_len;
+    struct tg_jval *body;     /* the parsed body, or NULL while the fast path has it */
+    struct tg_tjf_body *fast; /* a Predict body the fast path scanned, or NULL */
     struct tg_pool *pool;
     const struct tg_route_cfg *route;
     struct tg_upstream_call call;
@@ -479,6 +483,49 @@ sigmap_of(struct tg_stream *st, const Tensorflow__Serving__GetModelMetadataRespo
     return NULL;
 }
 
+/* ---- the body (§3.3 steps 2-4) ---- */
+
+/* The slow path: the whole body as a DOM, then the checks that come before any lookup. Called
+ * when the request arrives, or later when the fast path declines a body it scanned (the fast
+ * scan accepts only bodies that pass these checks, so the order of errors is the same).
+ * Returns 0, or -1 after answering. */
+static int parse_body(struct tg_stream *st, struct rest *r)
+{
+    struct tg_json_error jerr;
+    if (tg_json_parse(r->text, r->text_len, &st->arena, JSON_MAX_DEPTH, &r->body, &jerr) != 0) {
+        char msg[200];
+        snprintf(msg, sizeof(msg), "JSON Parse error: %s at offset: %zu", jerr.message,
+                 jerr.offset);
+        respond_error(st, 400, msg);
+        return -1;
+    }
+    if (r->body->type != TG_JOBJECT) {
+        const char *doc = tg_json_debug(r->body, &st->arena);
+        size_t cap = strlen(doc) + 64;
+        char *msg = tg_arena_alloc(&st->arena, cap, 1);
+        snprintf(msg, cap, "JSON Value: %s Is not object", doc);
+        respond_error(st, 400, msg);
+        return -1;
+    }
+    const struct tg_jval *sig = tg_json_get(r->body, "signature_name", 14);
+    if (sig != NULL) {
+        if (sig->type != TG_JSTRING) {
+            const char *doc = tg_json_debug(r->body, &st->arena);
+            size_t cap = strlen(doc) + 128;
+            char *msg = tg_arena_alloc(&st->arena, cap, 1);
+            snprintf(msg, cap,
+                     "JSON Value: %s not formatted correctly. 'signature_name' key must be a "
+                     "string value.",
+                     doc);
+            respond_error(st, 400, msg);
+            return -1;
+        }
+        r->signature = sig->u.str;
+        r->has_signature = 1;
+    }
+    return 0;
+}
+
 /* ---- predict (§3.3) ---- */
 
 static void predict_done(struct tg_stream *st, struct rest *r, const struct tg_upstream_result *res)
@@ -536,9 +583,15 @@ static void predict_with_signature(struct tg_stream *st, struct rest *r, const s
     Tensorflow__Serving__PredictRequest *req =
         TG_ARENA_NEW(&st->arena, Tensorflow__Serving__PredictRequest);
     tensorflow__serving__predict_request__init(req);
-    if (tg_tj_decode_predict(&st->arena, r->body, &se->sig, req, &r->row, &err) != 0) {
-        respond_grpc_error(st, err.code, err.message);
-        return;
+    if (r->fast != NULL && tg_tjf_decode(&st->arena, r->fast, &se->sig, req)) {
+        r->row = r->fast->row;
+    } else {
+        if (r->body == NULL && parse_body(st, r) != 0)
+            return;
+        if (tg_tj_decode_predict(&st->arena, r->body, &se->sig, req, &r->row, &err) != 0) {
+            respond_grpc_error(st, err.code, err.message);
+            return;
+        }
     }
     /* as TF Serving builds it: name, version or label from the URL, the body's signature_name
      * (empty when the body had none), no output_filter (§7) */
@@ -877,38 +930,20 @@ static void on_request(struct tg_stream *st)
         respond_error(st, 400, "JSON Parse error: The document is empty");
         return;
     }
-    struct tg_json_error jerr;
-    if (tg_json_parse((const char *)body, len, &st->arena, JSON_MAX_DEPTH, &r->body, &jerr) != 0) {
-        char msg[200];
-        snprintf(msg, sizeof(msg), "JSON Parse error: %s at offset: %zu", jerr.message,
-                 jerr.offset);
-        respond_error(st, 400, msg);
-        return;
-    }
-    if (r->body->type != TG_JOBJECT) {
-        const char *doc = tg_json_debug(r->body, &st->arena);
-        size_t cap = strlen(doc) + 64;
-        char *msg = tg_arena_alloc(&st->arena, cap, 1);
-        snprintf(msg, cap, "JSON Value: %s Is not object", doc);
-        respond_error(st, 400, msg);
-        return;
-    }
-    const struct tg_jval *sig = tg_json_get(r->body, "signature_name", 14);
-    if (sig != NULL) {
-        if (sig->type != TG_JSTRING) {
-            const char *doc = tg_json_debug(r->body, &st->arena);
-            size_t cap = strlen(doc) + 128;
-            char *msg = tg_arena_alloc(&st->arena, cap, 1);
-            snprintf(msg, cap,
-                     "JSON Value: %s not formatted correctly. 'signature_name' key must be a "
-                     "string value.",
-                     doc);
-            respond_error(st, 400, msg);
+    r->text = (const char *)body;
+    r->text_len = len;
+    if (r->kind == R_PREDICT) {
+        r->fast = TG_ARENA_NEW(&st->arena, struct tg_tjf_body);
+        if (tg_tjf_scan(&st->arena, r->text, r->text_len, r->fast)) {
+            r->signature = r->fast->signature_name ? r->fast->signature_name : "";
+            r->has_signature = r->fast->signature_name != NULL;
+            start_predict(st, r);
             return;
         }
-        r->signature = sig->u.str;
-        r->has_signature = 1;
+        r->fast = NULL;
     }
+    if (parse_body(st, r) != 0)
+        return;
     if (r->kind == R_PREDICT)
         start_predict(st, r);
     else

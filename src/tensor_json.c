@@ -294,46 +294,51 @@ static void format_shape(char *out, size_t cap, size_t rank, const int64_t *dims
         snprintf(out + o, cap - o, "]");
 }
 
-/* The TensorProto for a finished builder: tensor_content for fixed-size types, int_val for
- * the narrow integer types (TF keeps them as given, §3.6), string_val for strings. */
-static Tensorflow__TensorProto *tb_finish(struct tg_arena *a, struct tb *t)
+Tensorflow__TensorProto *tg_tj_tensor(struct tg_arena *a, int dtype, size_t rank,
+                                      const int64_t *dims, void *vals, size_t n)
 {
     Tensorflow__TensorProto *tp = TG_ARENA_NEW(a, Tensorflow__TensorProto);
     Tensorflow__TensorShapeProto *sh = TG_ARENA_NEW(a, Tensorflow__TensorShapeProto);
     tensorflow__tensor_proto__init(tp);
     tensorflow__tensor_shape_proto__init(sh);
-    tp->dtype = t->dtype;
-    sh->n_dim = t->rank;
-    sh->dim = tg_arena_alloc(a, (t->rank + 1) * sizeof(*sh->dim), _Alignof(void *));
-    for (size_t i = 0; i < t->rank; i++) {
+    tp->dtype = dtype;
+    sh->n_dim = rank;
+    sh->dim = tg_arena_alloc(a, (rank + 1) * sizeof(*sh->dim), _Alignof(void *));
+    for (size_t i = 0; i < rank; i++) {
         sh->dim[i] = TG_ARENA_NEW(a, Tensorflow__TensorShapeProto__Dim);
         tensorflow__tensor_shape_proto__dim__init(sh->dim[i]);
-        sh->dim[i]->size = t->dims[i];
+        sh->dim[i]->size = dims[i];
     }
     tp->tensor_shape = sh;
+    switch (dtype) {
+    case DT_INT16:
+    case DT_INT8:
+    case DT_UINT8:
+        tp->n_int_val = n;
+        tp->int_val = vals;
+        break;
+    case DT_STRING:
+        tp->n_string_val = n;
+        tp->string_val = vals;
+        break;
+    default: /* little-endian host: the stored values are the wire layout */
+        tp->tensor_content.data = vals;
+        tp->tensor_content.len = n * esize_of(dtype);
+        break;
+    }
+    return tp;
+}
+
+/* The TensorProto for a finished builder; the values move into the arena. */
+static Tensorflow__TensorProto *tb_finish(struct tg_arena *a, struct tb *t)
+{
     size_t bytes = t->n * t->esize;
     void *copy = tg_arena_alloc(a, bytes + 1, 16);
     if (bytes)
         memcpy(copy, t->vals, bytes);
     free(t->vals);
     t->vals = NULL;
-    switch (t->dtype) {
-    case DT_INT16:
-    case DT_INT8:
-    case DT_UINT8:
-        tp->n_int_val = t->n;
-        tp->int_val = copy;
-        break;
-    case DT_STRING:
-        tp->n_string_val = t->n;
-        tp->string_val = copy;
-        break;
-    default: /* little-endian host: the stored values are the wire layout */
-        tp->tensor_content.data = copy;
-        tp->tensor_content.len = bytes;
-        break;
-    }
-    return tp;
+    return tg_tj_tensor(a, t->dtype, t->rank, t->dims, copy, t->n);
 }
 
 static void add_input(struct tg_arena *a, Tensorflow__Serving__PredictRequest *req,

@@ -74,6 +74,12 @@ struct tg_json_error {
 int tg_json_parse(const char *text, size_t len, struct tg_arena *arena, size_t max_depth,
                   struct tg_jval **out, struct tg_json_error *err);
 
+/* Reads the number literal at |text|[*pos] exactly as tg_json_parse would (same acceptance,
+ * class and value) and advances |*pos| past it. Returns 0, or -1 where tg_json_parse would
+ * fail (the caller that needs the message parses the document). For scanners that never
+ * build a DOM (tensor_json_fast.h). */
+int tg_json_scan_number(const char *text, size_t len, size_t *pos, struct tg_jval *v);
+
 /* The first member named |key| (|klen| bytes), or NULL. */
 const struct tg_jval *tg_json_get(const struct tg_jval *obj, const char *key, size_t klen);
 

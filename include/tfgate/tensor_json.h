@@ -64,6 +64,13 @@ int tg_tj_encode_classify(struct tg_arena *arena,
 int tg_tj_encode_regress(struct tg_arena *arena, const Tensorflow__Serving__RegressionResult *r,
                          char **out, size_t *out_len, struct tg_tj_error *err);
 
+/* The TensorProto tg_tj_decode_predict builds for |n| values of |dtype| (a base type) in shape
+ * |dims|: |vals| (arena-owned, not copied) holds them as float, double, int32 (int32 and the
+ * narrow integer types, which go to int_val as TF keeps them), uint32, int64, uint64, one byte
+ * per bool, or ProtobufCBinaryData per string. */
+Tensorflow__TensorProto *tg_tj_tensor(struct tg_arena *arena, int dtype, size_t rank,
+                                      const int64_t *dims, void *vals, size_t n);
+
 /* TF Serving's float text (§3.8): %.6g, else %.9g (float) / %.17g (double) when that does not
  * read back exactly; ".0" when neither '.' nor 'e'; NaN, Infinity, -Infinity raw. */
 size_t tg_tj_format_float(double v, int is_double, char *out);

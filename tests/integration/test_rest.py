@@ -89,6 +89,26 @@ class TestRest(unittest.TestCase):
             "error": "Failed to process element: 1 key: x of 'instances' list. Error: INVALID_ARGUMENT: "
                      "tfgate: duplicate key in JSON object: x"}))
 
+    def test_nested_float_tensor(self):
+        """A [2, 16, 16, 3] image batch (the fast path's kind of body, tensor_json_fast.h), in
+        Python's own float spelling: the shape comes back nested the same way and every value
+        is 0.5 * x + 2 computed in float32, as the model does."""
+        import random
+        import struct
+        f32 = lambda v: struct.unpack("<f", struct.pack("<f", v))[0]
+        rnd = random.Random(5)
+        xs = [[[[f32(rnd.randrange(256) / 255.0) for _ in range(3)] for _ in range(16)] for _ in range(16)]
+              for _ in range(2)]
+        want = [[[[f32(0.5 * v + 2.0) for v in px] for px in row] for row in img] for img in xs]
+        for opts in (["--http1.1"], ["--http2-prior-knowledge"]):
+            with self.subTest(opts=opts):
+                code, _, out = self.curl(self.http + "/v1/models/half_plus_two:predict", *opts,
+                                         data=json.dumps({"instances": xs}))
+                self.assertEqual(code, 200, out[:200])
+                # TF's %.9g text reads back as the float32 exactly (spec §3.8)
+                got = json.loads(out, parse_float=lambda t: f32(float(t)))["predictions"]
+                self.assertTrue(got == want, out[:200])
+
     def test_gzip_request_body(self):
         path = os.path.join(self.tmp.name, "body.gz")
         with open(path, "wb") as f:
