@@ -19,6 +19,7 @@
 
 #include "tfgate/common.h"
 #include "tfgate/config.h"
+#include "tfgate/jwt.h"
 #include "tfgate/log.h"
 
 const char tg_usage[] =
@@ -81,6 +82,8 @@ static void set_defaults(struct tg_config *c)
         .reset_rate = 33,
         .sweep_interval_ms = 1000,
     };
+    c->auth.max_token_bytes = 8192;
+    c->auth.token_cache_entries = 10000;
 }
 
 static void pool_defaults(struct tg_pool_cfg *p)
@@ -100,6 +103,58 @@ int tg_config_transport_from_name(const char *name)
     if (strcmp(name, "grpc-core") == 0)
         return TG_TRANSPORT_GRPC_CORE;
     return -1;
+}
+
+static void free_strv(char **v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(v[i]);
+    free(v);
+}
+
+static void free_auth(struct tg_auth_cfg *a)
+{
+    for (size_t i = 0; i < a->n_providers; i++) {
+        struct tg_auth_provider_cfg *p = &a->providers[i];
+        free(p->name);
+        free(p->issuer);
+        free_strv(p->audiences, p->n_audiences);
+        free(p->jwks_file);
+        free(p->jwks_inline);
+    }
+    free(a->providers);
+    for (size_t i = 0; i < a->n_rules; i++) {
+        struct tg_rbac_rule_cfg *r = &a->rules[i];
+        free_strv(r->roles, r->n_roles);
+        free_strv(r->models, r->n_models);
+        free_strv(r->versions, r->n_versions);
+        free_strv(r->signatures, r->n_signatures);
+    }
+    free(a->rules);
+    free(a->subject_claim);
+    free(a->roles_claim);
+    free_strv(a->anonymous_models, a->n_anonymous_models);
+}
+
+static const char *const method_names[] = {"predict",  "classify", "regress", "multi_inference",
+                                           "metadata", "status",   "reload"};
+
+uint32_t tg_auth_method_from_name(const char *name)
+{
+    for (size_t i = 0; i < TG_ARRAY_SIZE(method_names); i++) {
+        if (strcmp(name, method_names[i]) == 0)
+            return 1u << i;
+    }
+    return 0;
+}
+
+const char *tg_auth_method_name(uint32_t method)
+{
+    for (size_t i = 0; i < TG_ARRAY_SIZE(method_names); i++) {
+        if (method == 1u << i)
+            return method_names[i];
+    }
+    return "unknown";
 }
 
 static void free_config(struct tg_config *c)
@@ -129,6 +184,7 @@ static void free_config(struct tg_config *c)
         free(c->routes[i].pool);
     }
     free(c->routes);
+    free_auth(&c->auth);
     free(c->source);
     free(c);
 }
@@ -435,6 +491,178 @@ static int jstr(struct jctx *c, json_t *obj, const char *key, char **out)
     return 0;
 }
 
+/* An optional list of non-empty strings; |*out| stays NULL when absent. */
+static int jstrlist(struct jctx *c, json_t *obj, const char *key, char ***out, size_t *n)
+{
+    json_t *v = json_object_get(obj, key), *e;
+    size_t i;
+    if (v == NULL)
+        return 0;
+    size_t old = jpush(c, key, 0);
+    if (!json_is_array(v)) {
+        jfail(c, "must be a list of strings");
+        return -1;
+    }
+    *out = tg_xcalloc(json_array_size(v) + 1, sizeof(char *));
+    json_array_foreach(v, i, e)
+    {
+        if (!json_is_string(e) || json_string_length(e) == 0) {
+            jpush(c, NULL, (long)i);
+            jfail(c, "must be a non-empty string");
+            return -1;
+        }
+        (*out)[(*n)++] = tg_xstrdup(json_string_value(e));
+    }
+    jpop(c, old);
+    return 0;
+}
+
+static int parse_provider(struct jctx *c, json_t *j, struct tg_auth_provider_cfg *p)
+{
+    static const char *const keys[] = {"name", "issuer",     "audiences",    "jwks_file",
+                                       "keys", "algorithms", "clock_skew_s", NULL};
+    char **algs = NULL;
+    size_t n_algs = 0;
+    json_t *inline_keys;
+
+    p->algorithms = TG_JWT_ALGS_ALL;
+    p->clock_skew_s = 60;
+    if (jkeys(c, j, keys) != 0 || jstr(c, j, "name", &p->name) != 0 ||
+        jstr(c, j, "issuer", &p->issuer) != 0 ||
+        jstrlist(c, j, "audiences", &p->audiences, &p->n_audiences) != 0 ||
+        jstr(c, j, "jwks_file", &p->jwks_file) != 0 ||
+        ju32(c, j, "clock_skew_s", &p->clock_skew_s) != 0 ||
+        jstrlist(c, j, "algorithms", &algs, &n_algs) != 0)
+        goto fail;
+    if (p->issuer == NULL) {
+        jfail(c, "'issuer' is required (tokens are matched to providers by iss)");
+        goto fail;
+    }
+    if (p->name == NULL)
+        p->name = tg_xstrdup(p->issuer);
+    if (algs != NULL) {
+        p->algorithms = 0;
+        for (size_t i = 0; i < n_algs; i++) {
+            uint32_t a = tg_jwt_alg_from_name(algs[i]);
+            if (a == 0) {
+                size_t old = jpush(c, "algorithms", 0);
+                jfail(c, "'%s' is not one of HS256, RS256, ES256", algs[i]);
+                jpop(c, old);
+                goto fail;
+            }
+            p->algorithms |= a;
+        }
+    }
+    if ((inline_keys = json_object_get(j, "keys")) != NULL) {
+        json_t *wrap = json_pack("{sO}", "keys", inline_keys);
+        p->jwks_inline = json_dumps(wrap, JSON_COMPACT);
+        json_decref(wrap);
+    }
+    if (p->jwks_file == NULL && p->jwks_inline == NULL) {
+        jfail(c, "needs 'jwks_file' or 'keys'");
+        goto fail;
+    }
+    free_strv(algs, n_algs);
+    return 0;
+fail:
+    free_strv(algs, n_algs);
+    return -1;
+}
+
+static int parse_rule(struct jctx *c, json_t *j, struct tg_rbac_rule_cfg *r)
+{
+    static const char *const keys[] = {"roles",      "models",  "versions",
+                                       "signatures", "methods", NULL};
+    char **methods = NULL;
+    size_t n_methods = 0;
+
+    if (jkeys(c, j, keys) != 0 || jstrlist(c, j, "roles", &r->roles, &r->n_roles) != 0 ||
+        jstrlist(c, j, "models", &r->models, &r->n_models) != 0 ||
+        jstrlist(c, j, "versions", &r->versions, &r->n_versions) != 0 ||
+        jstrlist(c, j, "signatures", &r->signatures, &r->n_signatures) != 0 ||
+        jstrlist(c, j, "methods", &methods, &n_methods) != 0)
+        goto fail;
+    if (r->n_roles == 0 || r->n_models == 0) {
+        jfail(c, "a rule needs 'roles' and 'models'");
+        goto fail;
+    }
+    r->methods = methods ? 0 : TG_AM_ALL;
+    for (size_t i = 0; i < n_methods; i++) {
+        uint32_t m =
+            strcmp(methods[i], "*") == 0 ? TG_AM_ALL : tg_auth_method_from_name(methods[i]);
+        if (m == 0) {
+            size_t old = jpush(c, "methods", 0);
+            jfail(c,
+                  "'%s' is not predict, classify, regress, multi_inference, metadata, status, "
+                  "reload or *",
+                  methods[i]);
+            jpop(c, old);
+            goto fail;
+        }
+        r->methods |= m;
+    }
+    free_strv(methods, n_methods);
+    return 0;
+fail:
+    free_strv(methods, n_methods);
+    return -1;
+}
+
+static int parse_auth(struct jctx *c, json_t *j, struct tg_auth_cfg *a)
+{
+    static const char *const keys[] = {
+        "providers",           "subject_claim",    "roles_claim", "max_token_bytes",
+        "token_cache_entries", "anonymous_models", "rules",       NULL};
+    json_t *v, *e;
+    size_t i;
+
+    if (jkeys(c, j, keys) != 0 || jstr(c, j, "subject_claim", &a->subject_claim) != 0 ||
+        jstr(c, j, "roles_claim", &a->roles_claim) != 0 ||
+        ju32(c, j, "max_token_bytes", &a->max_token_bytes) != 0 ||
+        ju32(c, j, "token_cache_entries", &a->token_cache_entries) != 0 ||
+        jstrlist(c, j, "anonymous_models", &a->anonymous_models, &a->n_anonymous_models) != 0)
+        return -1;
+    if (a->max_token_bytes < 256 || a->max_token_bytes > 65536)
+        return jfail(c, "max_token_bytes must be from 256 to 65536");
+    v = json_object_get(j, "providers");
+    size_t old = jpush(c, "providers", 0);
+    if (!json_is_array(v) || json_array_size(v) == 0)
+        return jfail(c, "must be a non-empty list of identity providers");
+    a->providers = tg_xcalloc(json_array_size(v), sizeof(*a->providers));
+    json_array_foreach(v, i, e)
+    {
+        size_t o2 = jpush(c, NULL, (long)i);
+        if (parse_provider(c, e, &a->providers[a->n_providers++]) != 0)
+            return -1;
+        for (size_t k = 0; k < i; k++) {
+            if (strcmp(a->providers[k].issuer, a->providers[i].issuer) == 0)
+                return jfail(c, "two providers for issuer '%s'", a->providers[i].issuer);
+        }
+        jpop(c, o2);
+    }
+    jpop(c, old);
+    if ((v = json_object_get(j, "rules")) != NULL) {
+        old = jpush(c, "rules", 0);
+        if (!json_is_array(v))
+            return jfail(c, "must be a list of {\"roles\": [...], \"models\": [...], ...}");
+        a->rbac = 1;
+        a->rules = tg_xcalloc(json_array_size(v) + 1, sizeof(*a->rules));
+        json_array_foreach(v, i, e)
+        {
+            size_t o2 = jpush(c, NULL, (long)i);
+            if (parse_rule(c, e, &a->rules[a->n_rules++]) != 0)
+                return -1;
+            jpop(c, o2);
+        }
+        jpop(c, old);
+    }
+    if (a->subject_claim == NULL)
+        a->subject_claim = tg_xstrdup("sub");
+    if (a->roles_claim == NULL)
+        a->roles_claim = tg_xstrdup("roles");
+    return 0;
+}
+
 static int parse_listen(struct jctx *c, json_t *j, struct tg_listen_cfg *l)
 {
     static const char *const keys[] = {"address", "tls", NULL};
@@ -669,7 +897,7 @@ int tg_config_parse_json(const char *text, size_t len, const char *origin, struc
                          char *err, size_t errlen)
 {
     static const char *const keys[] = {"workers", "log_level", "listen", "pools",
-                                       "routes",  "limits",    NULL};
+                                       "routes",  "limits",    "auth",   NULL};
     static const char *const rkeys[] = {"model", "pool", "timeout_ms", "max_timeout_ms", NULL};
     struct jctx c = {.text = text, .len = len, .origin = origin, .err = err, .errlen = errlen};
     struct tg_config *cfg = tg_xcalloc(1, sizeof(*cfg));
@@ -756,6 +984,12 @@ int tg_config_parse_json(const char *text, size_t len, const char *origin, struc
     if ((v = json_object_get(root, "limits")) != NULL) {
         old = jpush(&c, "limits", 0);
         if (parse_limits(&c, v, &cfg->limits) != 0)
+            goto fail;
+        jpop(&c, old);
+    }
+    if ((v = json_object_get(root, "auth")) != NULL) {
+        old = jpush(&c, "auth", 0);
+        if (parse_auth(&c, v, &cfg->auth) != 0)
             goto fail;
         jpop(&c, old);
     }

@@ -9,6 +9,7 @@
 
 #include <grpc/status.h>
 
+#include "tfgate/auth.h"
 #include "tfgate/common.h"
 #include "tfgate/config.h"
 #include "tfgate/conn.h"
@@ -154,6 +155,40 @@ static void make_request_id(struct tg_stream *st, struct proxy *px)
     px->request_id_len = 36;
 }
 
+/* RBAC on every ModelSpec of the request (MultiInference has one per task). Returns 0, or -1
+ * after answering. */
+static int authorize(struct tg_stream *st, int method, const uint8_t *msg, size_t len)
+{
+    static const uint32_t am[TG_GM_COUNT] = {
+        [TG_GM_PREDICT] = TG_AM_PREDICT,
+        [TG_GM_CLASSIFY] = TG_AM_CLASSIFY,
+        [TG_GM_REGRESS] = TG_AM_REGRESS,
+        [TG_GM_MULTI_INFERENCE] = TG_AM_MULTI_INFERENCE,
+        [TG_GM_GET_MODEL_METADATA] = TG_AM_METADATA,
+        [TG_GM_GET_MODEL_STATUS] = TG_AM_STATUS,
+        [TG_GM_RELOAD_CONFIG] = TG_AM_RELOAD,
+    };
+    int has_signature = method == TG_GM_PREDICT || method == TG_GM_CLASSIFY ||
+                        method == TG_GM_REGRESS || method == TG_GM_MULTI_INFERENCE;
+    struct tg_model_spec s;
+    int r;
+    for (size_t k = 0; (r = tg_grpc_task_model_spec((enum tg_grpc_method)method, msg, len, k,
+                                                    &st->arena, &s)) > 0;
+         k++) {
+        struct tg_auth_target t = {
+            s.name,    s.has_version, s.version, s.label, has_signature ? s.signature : NULL,
+            am[method]};
+        if (tg_auth_authorize(st, &t) != 0)
+            return -1;
+    }
+    if (r < 0) {
+        tg_stream_respond_grpc_status(st, GRPC_STATUS_INTERNAL,
+                                      "tfgate: the request message is not valid protobuf");
+        return -1;
+    }
+    return 0;
+}
+
 static void on_request(struct tg_stream *st)
 {
     struct proxy *px = TG_ARENA_NEW(&st->arena, struct proxy);
@@ -192,6 +227,8 @@ static void on_request(struct tg_stream *st)
                                       "tfgate: the request message is not valid protobuf");
         return;
     }
+    if (st->identity != NULL && authorize(st, method, msg, msg_len) != 0)
+        return;
     px->pool = tg_pools_route(st->w->gw->pools, spec.name, &route);
     if (px->pool == NULL) {
         char text[300];
@@ -250,4 +287,4 @@ static void on_close(struct tg_stream *st)
         tg_upstream_cancel(&px->call); /* the completion still comes, and frees */
 }
 
-const struct tg_handler tg_grpc_proxy_handler = {"grpc", message_limit, on_request, on_close};
+const struct tg_handler tg_grpc_proxy_handler = {"grpc", message_limit, on_request, on_close, 1};

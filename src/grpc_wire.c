@@ -211,12 +211,13 @@ static int read_varint(const uint8_t *p, size_t len, size_t *pos, uint64_t *out)
 
 /* Walks the top-level fields of |msg|. For field |want| (length-delimited) it collects the
  * payloads: protobuf merges repeated occurrences of a singular message field, which parsing
- * their concatenation reproduces. With |first_only|, stops at the first occurrence (repeated
- * fields). Returns 0 or TG_EINVAL. */
-static int collect_field(const uint8_t *msg, size_t len, uint32_t want, int first_only,
+ * their concatenation reproduces. With |nth| >= 0, returns only that occurrence of a repeated
+ * field (NULL when there are fewer). Returns 0 or TG_EINVAL. */
+static int collect_field(const uint8_t *msg, size_t len, uint32_t want, long nth,
                          struct tg_arena *arena, const uint8_t **out, size_t *out_len)
 {
     size_t pos = 0, total = 0, nparts = 0;
+    long seen = 0;
     const uint8_t *parts[8];
     size_t plen[8];
 
@@ -245,23 +246,29 @@ static int collect_field(const uint8_t *msg, size_t len, uint32_t want, int firs
         case 2:
             if (read_varint(msg, len, &pos, &v) != 0 || v > len - pos)
                 return TG_EINVAL;
-            if (field == want) {
+            if (field == want && nth >= 0) {
+                if (seen++ == nth) {
+                    *out = msg + pos;
+                    *out_len = (size_t)v;
+                    return 0;
+                }
+            } else if (field == want) {
                 if (nparts == TG_ARRAY_SIZE(parts))
                     return TG_EINVAL; /* absurdly many repeats: refuse rather than grow */
                 parts[nparts] = msg + pos;
                 plen[nparts++] = (size_t)v;
                 total += (size_t)v;
-                if (first_only) {
-                    *out = msg + pos;
-                    *out_len = (size_t)v;
-                    return 0;
-                }
             }
             pos += (size_t)v;
             break;
         default: /* groups (3, 4) do not occur in proto3 serving messages */
             return TG_EINVAL;
         }
+    }
+    if (nth >= 0) {
+        *out = NULL;
+        *out_len = 0;
+        return 0;
     }
     if (nparts <= 1) {
         *out = nparts ? parts[0] : NULL;
@@ -290,6 +297,12 @@ static void arena_free_cb(void *data, void *p)
 int tg_grpc_model_spec(enum tg_grpc_method method, const uint8_t *msg, size_t len,
                        struct tg_arena *arena, struct tg_model_spec *out)
 {
+    return tg_grpc_task_model_spec(method, msg, len, 0, arena, out) < 0 ? TG_EINVAL : 0;
+}
+
+int tg_grpc_task_model_spec(enum tg_grpc_method method, const uint8_t *msg, size_t len, size_t task,
+                            struct tg_arena *arena, struct tg_model_spec *out)
+{
     ProtobufCAllocator alloc = {arena_alloc_cb, arena_free_cb, arena};
     const uint8_t *spec_bytes;
     size_t spec_len;
@@ -298,25 +311,27 @@ int tg_grpc_model_spec(enum tg_grpc_method method, const uint8_t *msg, size_t le
     out->name = "";
     out->signature = "";
     if (method == TG_GM_RELOAD_CONFIG)
-        return 0; /* names no model */
+        return task == 0; /* names no model */
     if (method == TG_GM_MULTI_INFERENCE) {
-        const uint8_t *task;
-        size_t task_len;
-        if (collect_field(msg, len, 1, 1, arena, &task, &task_len) != 0)
-            return TG_EINVAL;
-        if (task == NULL)
-            return 0;
-        msg = task;
-        len = task_len;
-    }
-    if (collect_field(msg, len, 1, 0, arena, &spec_bytes, &spec_len) != 0)
-        return TG_EINVAL;
-    if (spec_bytes == NULL)
+        const uint8_t *t;
+        size_t t_len;
+        if (collect_field(msg, len, 1, (long)task, arena, &t, &t_len) != 0)
+            return -1;
+        if (t == NULL)
+            return task == 0; /* no tasks: one empty spec; past the last task: none */
+        msg = t;
+        len = t_len;
+    } else if (task > 0) {
         return 0;
+    }
+    if (collect_field(msg, len, 1, -1, arena, &spec_bytes, &spec_len) != 0)
+        return -1;
+    if (spec_bytes == NULL)
+        return 1;
     Tensorflow__Serving__ModelSpec *spec =
         tensorflow__serving__model_spec__unpack(&alloc, spec_len, spec_bytes);
     if (spec == NULL)
-        return TG_EINVAL;
+        return -1;
     out->name = spec->name ? spec->name : "";
     out->signature = spec->signature_name ? spec->signature_name : "";
     if (spec->version_choice_case == TENSORFLOW__SERVING__MODEL_SPEC__VERSION_CHOICE_VERSION) {
@@ -326,7 +341,7 @@ int tg_grpc_model_spec(enum tg_grpc_method method, const uint8_t *msg, size_t le
                TENSORFLOW__SERVING__MODEL_SPEC__VERSION_CHOICE_VERSION_LABEL) {
         out->label = spec->version_label ? spec->version_label : "";
     }
-    return 0;
+    return 1;
 }
 
 static int is_token_char(unsigned char c)

@@ -17,6 +17,7 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
+#include "tfgate/auth.h"
 #include "tfgate/common.h"
 #include "tfgate/config.h"
 #include "tfgate/log.h"
@@ -162,6 +163,12 @@ int main(int argc, char **argv)
 
     tg_log_capture_grpc();
     grpc_init();
+    gw.auth = tg_auth_new(&cfg->auth, err, sizeof(err));
+    if (gw.auth == NULL && err[0] != '\0') {
+        fprintf(stderr, "tfgate: %s\n", err);
+        status = 1;
+        goto out_grpc;
+    }
     gw.pools = tg_pools_new(cfg, err, sizeof(err));
     if (gw.pools == NULL) {
         fprintf(stderr, "tfgate: %s\n", err);
@@ -188,7 +195,12 @@ int main(int argc, char **argv)
         if (sigwait(&sigs, &sig) != 0)
             continue;
         if (sig == SIGHUP) {
-            tg_log(TG_LOG_WARN, "main", "SIGHUP: configuration reload is not supported yet");
+            /* key files now; the rest of the configuration is not reloaded yet */
+            if (gw.auth != NULL && tg_auth_reload(gw.auth, err, sizeof(err)) != 0)
+                tg_log(TG_LOG_WARN, "main", "SIGHUP: %s", err);
+            else
+                tg_log(TG_LOG_INFO, "main", "SIGHUP: %s",
+                       gw.auth ? "key sets reloaded" : "nothing to reload");
             continue;
         }
         break;
@@ -211,6 +223,7 @@ int main(int argc, char **argv)
     tg_log(TG_LOG_INFO, "main", "stopped");
     tg_pools_free(gw.pools);
 out_grpc:
+    tg_auth_free(gw.auth);
     grpc_shutdown();
 out_listeners:
     for (size_t i = 0; i < gw.n_listeners; i++) {

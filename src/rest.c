@@ -27,6 +27,7 @@
 #include "tensorflow_serving/apis/regression.pb-c.h"
 
 #include "tfgate/arena.h"
+#include "tfgate/auth.h"
 #include "tfgate/compress.h"
 #include "tfgate/common.h"
 #include "tfgate/config.h"
@@ -483,6 +484,20 @@ sigmap_of(struct tg_stream *st, const Tensorflow__Serving__GetModelMetadataRespo
     return NULL;
 }
 
+/* ---- access (auth.h): the same rules as the equivalent gRPC call ---- */
+
+static int authorize(struct tg_stream *st, struct rest *r)
+{
+    static const uint32_t am[] = {
+        [R_PREDICT] = TG_AM_PREDICT, [R_CLASSIFY] = TG_AM_CLASSIFY, [R_REGRESS] = TG_AM_REGRESS,
+        [R_STATUS] = TG_AM_STATUS,   [R_METADATA] = TG_AM_METADATA,
+    };
+    int has_sig = r->kind == R_PREDICT || r->kind == R_CLASSIFY || r->kind == R_REGRESS;
+    struct tg_auth_target t = {
+        r->name, r->has_version, r->version, r->label, has_sig ? r->signature : NULL, am[r->kind]};
+    return tg_auth_authorize(st, &t);
+}
+
 /* ---- the body (§3.3 steps 2-4) ---- */
 
 /* The slow path: the whole body as a DOM, then the checks that come before any lookup. Called
@@ -901,6 +916,12 @@ static void on_request(struct tg_stream *st)
     if (route(st, r) != 0)
         return;
     r->signature = "";
+    /* an anonymous caller is decided by the model alone, before its body is looked at; the
+     * others once the body names the signature */
+    if (st->identity != NULL &&
+        (st->identity->anonymous || r->kind == R_STATUS || r->kind == R_METADATA) &&
+        authorize(st, r) != 0)
+        return;
     r->pool = tg_pools_route(st->w->gw->pools, r->name, &r->route);
     if (r->pool == NULL) {
         char msg[300];
@@ -937,12 +958,16 @@ static void on_request(struct tg_stream *st)
         if (tg_tjf_scan(&st->arena, r->text, r->text_len, r->fast)) {
             r->signature = r->fast->signature_name ? r->fast->signature_name : "";
             r->has_signature = r->fast->signature_name != NULL;
+            if (st->identity != NULL && authorize(st, r) != 0)
+                return;
             start_predict(st, r);
             return;
         }
         r->fast = NULL;
     }
     if (parse_body(st, r) != 0)
+        return;
+    if (st->identity != NULL && authorize(st, r) != 0)
         return;
     if (r->kind == R_PREDICT)
         start_predict(st, r);
@@ -957,4 +982,4 @@ static void on_close(struct tg_stream *st)
         tg_upstream_cancel(&r->call);
 }
 
-const struct tg_handler tg_rest_handler = {"rest", body_limit, on_request, on_close};
+const struct tg_handler tg_rest_handler = {"rest", body_limit, on_request, on_close, 1};

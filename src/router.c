@@ -26,7 +26,7 @@ static void not_found(struct tg_stream *st)
     tg_stream_respond_http(st, 404, "text/html", not_found_page, sizeof(not_found_page) - 1);
 }
 
-static const struct tg_handler not_found_handler = {"not-found", small_body, not_found, NULL};
+static const struct tg_handler not_found_handler = {"not-found", small_body, not_found, NULL, 0};
 
 static void grpc_over_http1(struct tg_stream *st)
 {
@@ -35,8 +35,8 @@ static void grpc_over_http1(struct tg_stream *st)
                             "or TLS with ALPN h2)");
 }
 
-static const struct tg_handler grpc_h1_handler = {"grpc-over-h1", small_body, grpc_over_http1,
-                                                  NULL};
+static const struct tg_handler grpc_h1_handler = {"grpc-over-h1", small_body, grpc_over_http1, NULL,
+                                                  0};
 
 const struct tg_handler *tg_router_pick(struct tg_stream *st)
 {

@@ -9,6 +9,7 @@
 
 #include <grpc/status.h>
 
+#include "tfgate/auth.h"
 #include "tfgate/common.h"
 #include "tfgate/config.h"
 #include "tfgate/conn.h"
@@ -140,6 +141,9 @@ void tg_stream_headers_done(struct tg_stream *st)
         return;
     }
     st->handler = tg_router_pick(st);
+    /* who is calling, before a byte of the body is buffered */
+    if (st->handler->authenticate && tg_auth_authenticate(st) != 0)
+        return; /* answered: the body is dropped as it comes */
     uint64_t limit = st->handler->body_limit(st);
     st->body.cap = (size_t)limit;
     if (st->content_length >= 0 && (uint64_t)st->content_length > limit) {

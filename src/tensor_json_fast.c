@@ -18,7 +18,7 @@
 #include "tfgate/tensor_json_fast.h"
 
 #define MAX_SKIP_DEPTH 64
-#define EXACT_INT_MAX (INT64_C(1) << 53)
+#define EXACT_INT_MAX  (INT64_C(1) << 53)
 
 struct scan {
     struct tg_arena *a;

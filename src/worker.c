@@ -14,6 +14,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "tfgate/auth.h"
 #include "tfgate/common.h"
 #include "tfgate/config.h"
 #include "tfgate/conn.h"
@@ -248,6 +249,7 @@ static void *loop_main(void *arg)
     uv_run(&w->loop, UV_RUN_DEFAULT);
     tg_upstream_h2_worker_free(w);
     tg_rest_cache_free(w);
+    tg_auth_cache_free(w);
     return NULL;
 }
 

@@ -73,6 +73,57 @@ struct tg_limits {
     uint32_t sweep_interval_ms;      /* how often timeouts are checked (their granularity); 1 s */
 };
 
+/* An identity provider whose JWTs the gateway accepts (jwt.h). */
+struct tg_auth_provider_cfg {
+    char *name;
+    char *issuer; /* required: the token's iss */
+    size_t n_audiences;
+    char **audiences;      /* the token's aud must hold one; none = not checked */
+    char *jwks_file;       /* a JWK set file, reloaded on SIGHUP, and/or */
+    char *jwks_inline;     /* the "keys" of the configuration, as {"keys": [...]} text */
+    uint32_t algorithms;   /* TG_JWT_* bits; default HS256 | RS256 | ES256 */
+    uint32_t clock_skew_s; /* exp / nbf allowance; default 60 */
+};
+
+enum tg_auth_method {
+    TG_AM_PREDICT = 1,
+    TG_AM_CLASSIFY = 2,
+    TG_AM_REGRESS = 4,
+    TG_AM_MULTI_INFERENCE = 8,
+    TG_AM_METADATA = 16,
+    TG_AM_STATUS = 32,
+    TG_AM_RELOAD = 64, /* ModelService/HandleReloadConfigRequest: never by a "*" rule */
+};
+#define TG_AM_ALL 63
+
+/* An RBAC grant: any of |roles| may call |methods| on |models|, restricted to |versions|
+ * (numbers or labels) and |signatures| when those are given. */
+struct tg_rbac_rule_cfg {
+    size_t n_roles;
+    char **roles; /* "*": any authenticated caller */
+    size_t n_models;
+    char **models; /* exact names, or "*" */
+    size_t n_versions;
+    char **versions; /* "123", "stable", "*"; none = any */
+    size_t n_signatures;
+    char **signatures; /* none = any; an empty signature_name means "serving_default" */
+    uint32_t methods;  /* TG_AM_* bits; default TG_AM_ALL */
+};
+
+struct tg_auth_cfg {
+    size_t n_providers; /* 0: no authentication */
+    struct tg_auth_provider_cfg *providers;
+    char *subject_claim;          /* default "sub" */
+    char *roles_claim;            /* dotted path: "roles", "realm_access.roles", "scope" */
+    uint32_t max_token_bytes;     /* default 8192 */
+    uint32_t token_cache_entries; /* verified tokens cached per worker; default 10000 */
+    size_t n_anonymous_models;
+    char **anonymous_models; /* served without a token (e.g. a public demo model) */
+    int rbac;                /* "rules" given: deny what they do not grant */
+    size_t n_rules;
+    struct tg_rbac_rule_cfg *rules;
+};
+
 struct tg_config {
     atomic_int refs;
     size_t n_listens;
@@ -82,6 +133,7 @@ struct tg_config {
     size_t n_routes;
     struct tg_route_cfg *routes;
     struct tg_limits limits;
+    struct tg_auth_cfg auth;
     uint32_t workers; /* event-loop threads; default: one per core */
     int log_level;    /* enum tg_log_level */
     char *source;     /* the file it came from, or "command line" */
@@ -114,6 +166,10 @@ const struct tg_pool_cfg *tg_config_pool(const struct tg_config *c, const char *
 /* Parses "host:port", "[v6]:port" or ":port" (host "0.0.0.0"). Returns 0, or -1. |host| is
  * malloc'ed. */
 int tg_config_parse_address(const char *addr, char **host, int *port);
+
+/* "predict" -> TG_AM_PREDICT, ...; 0 for an unknown name. */
+uint32_t tg_auth_method_from_name(const char *name);
+const char *tg_auth_method_name(uint32_t method);
 
 /* "native" -> TG_TRANSPORT_NATIVE, "grpc-core" -> TG_TRANSPORT_GRPC_CORE; -1 otherwise. */
 int tg_config_transport_from_name(const char *name);

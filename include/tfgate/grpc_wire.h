@@ -68,6 +68,12 @@ struct tg_model_spec {
 int tg_grpc_model_spec(enum tg_grpc_method method, const uint8_t *msg, size_t len,
                        struct tg_arena *arena, struct tg_model_spec *out);
 
+/* The ModelSpec of task |task| (MultiInference has one per task; every other request has only
+ * task 0), for checks that must see all of them (RBAC). Returns 1 with |out| filled, 0 when
+ * there is no such task, -1 when the message is not valid protobuf. */
+int tg_grpc_task_model_spec(enum tg_grpc_method method, const uint8_t *msg, size_t len, size_t task,
+                            struct tg_arena *arena, struct tg_model_spec *out);
+
 /* 1 if an HTTP/2 request header may be forwarded to the backend as gRPC metadata: lower-case
  * token name, not a pseudo-header, not hop-by-hop, not one gRPC core sets itself (te,
  * content-type, user-agent, grpc-*), not host or authorization; and for non "-bin" names a

@@ -21,6 +21,7 @@
 #include "tfgate/buf.h"
 
 struct tg_conn;
+struct tg_identity;
 struct tg_stream;
 
 struct tg_header {
@@ -36,6 +37,7 @@ struct tg_handler {
     uint64_t (*body_limit)(struct tg_stream *st); /* largest body accepted */
     void (*on_request)(struct tg_stream *st);     /* the whole request has arrived */
     void (*on_close)(struct tg_stream *st);       /* the client side is gone: cancel work */
+    int authenticate; /* the caller must be authenticated (auth.h) before the body is read */
 };
 
 struct tg_stream {
@@ -64,7 +66,8 @@ struct tg_stream {
     int error; /* TG_E* found while receiving, answered once possible */
 
     const struct tg_handler *handler;
-    void *hdata; /* the handler's per-request state (in the arena) */
+    void *hdata;                        /* the handler's per-request state (in the arena) */
+    const struct tg_identity *identity; /* the caller (auth.h), or NULL without auth */
 
     /* response, read by the protocol */
     int responded; /* a response was submitted */

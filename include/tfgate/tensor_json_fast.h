@@ -34,7 +34,7 @@
 struct tg_arena;
 struct tg_tj_signature;
 
-#define TG_TJF_MAX_RANK 32
+#define TG_TJF_MAX_RANK   32
 #define TG_TJF_MAX_CHUNKS 64
 
 struct tg_tjf_body {
@@ -47,7 +47,7 @@ struct tg_tjf_body {
      * fewer), in the arena; up to 55M values, more are declined */
     size_t n_chunks;
     double *chunk[TG_TJF_MAX_CHUNKS];
-    int ints;                      /* every literal is an integer literal of magnitude <= 2^53 */
+    int ints; /* every literal is an integer literal of magnitude <= 2^53 */
 };
 
 static inline size_t tg_tjf_chunk_cap(size_t i)

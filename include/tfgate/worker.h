@@ -30,6 +30,8 @@ struct tg_pools;
 struct tg_upstream_call;
 struct h2up;
 struct tg_rest_cache;
+struct tg_auth;
+struct tg_auth_cache;
 
 /* A message for a worker's loop thread. The poster owns it until deliver() runs. */
 struct tg_msg {
@@ -53,6 +55,7 @@ struct tg_listener {
 struct tg_gateway {
     struct tg_config *config; /* a reference */
     struct tg_pools *pools;
+    struct tg_auth *auth; /* NULL: no authentication configured */
     size_t n_listeners;
     struct tg_listener *listeners;
     size_t n_workers;
@@ -90,6 +93,7 @@ struct tg_worker {
     size_t n_calls;
     struct h2up *h2up;                /* the native transport's connections (upstream_h2.c) */
     struct tg_rest_cache *rest_cache; /* REST: signatures by model (rest.c) */
+    struct tg_auth_cache *auth_cache; /* verified tokens (auth.c) */
 
     int draining;
     uint64_t drain_deadline_ms;

@@ -332,10 +332,10 @@ static void declines(void **state)
         "{\"instances\": []}",
         "{\"instances\": [[]]}",
         "{\"instances\": 5}",
-        "{\"instances\": [[1, 2], [3]]}",   /* ragged */
-        "{\"instances\": [[1, 2], 3]}",     /* a number above the leaves */
-        "{\"instances\": [1, [2]]}",        /* a list below them */
-        "{\"instances\": [\"a\"]}",         /* strings */
+        "{\"instances\": [[1, 2], [3]]}",     /* ragged */
+        "{\"instances\": [[1, 2], 3]}",       /* a number above the leaves */
+        "{\"instances\": [1, [2]]}",          /* a list below them */
+        "{\"instances\": [\"a\"]}",           /* strings */
         "{\"instances\": [{\"b64\": \"\"}]}", /* objects */
         "{\"instances\": [true]}",
         "{\"instances\": [1,]}",
@@ -417,9 +417,12 @@ static void many_values(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(takes_common_bodies), cmocka_unit_test(exact_values),
-        cmocka_unit_test(declines),            cmocka_unit_test(several_inputs_declined),
-        cmocka_unit_test(many_values),         cmocka_unit_test(generated_bodies),
+        cmocka_unit_test(takes_common_bodies),
+        cmocka_unit_test(exact_values),
+        cmocka_unit_test(declines),
+        cmocka_unit_test(several_inputs_declined),
+        cmocka_unit_test(many_values),
+        cmocka_unit_test(generated_bodies),
         cmocka_unit_test(damaged_bodies),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,71 @@
+/*
+ * auth.h - who is calling, and may they: JWT bearer tokens (jwt.h) checked on the request
+ * headers, RBAC rules (config.h, tg_rbac_rule_cfg) checked once the handler knows the model,
+ * version or label, signature and method. REST and native gRPC go through the same two calls,
+ * so one rule decides both alike.
+ *
+ *   tg_auth_authenticate  headers complete, before any body byte is buffered: the bearer token
+ *                         is verified, or found in the worker's cache of verified tokens, and
+ *                         the caller's identity (subject, roles) copied into the stream's arena.
+ *                         A bad token is answered 401 / UNAUTHENTICATED at once.
+ *   tg_auth_authorize     the handler has decoded the request (REST: URL and body; gRPC: the
+ *                         message's ModelSpec): rules are applied, deny by default; 403 /
+ *                         PERMISSION_DENIED names the model and method, never the rule.
+ *
+ * Answers: REST 401 with WWW-Authenticate: Bearer (RFC 6750 §3) and TF Serving's
+ * {"error": ...} body; gRPC a trailers-only status. Texts come from jwt.h's fixed reasons and
+ * never contain the token.
+ *
+ * Threading: a tg_auth is built by the main thread and read by every worker; its key sets are
+ * swapped under a mutex (tg_auth_reload). The token cache is per worker (w->auth_cache), used
+ * on that worker's loop thread only.
+ */
+#ifndef TG_AUTH_H
+#define TG_AUTH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct tg_auth;
+struct tg_auth_cfg;
+struct tg_stream;
+struct tg_worker;
+
+/* The caller, in the stream's arena. */
+struct tg_identity {
+    int anonymous;        /* no token was sent (allowed only for anonymous models) */
+    const char *subject;  /* the subject claim, "" when absent */
+    const char *provider; /* the provider's name */
+    size_t n_roles;
+    const char *const *roles;
+};
+
+/* Builds the providers and loads their key sets (files and inline keys). Returns NULL when
+ * authentication is off (no providers) with |err| empty, or NULL with |err| set on failure. */
+struct tg_auth *tg_auth_new(const struct tg_auth_cfg *cfg, char *err, size_t errlen);
+void tg_auth_free(struct tg_auth *a);
+
+/* Re-reads every provider's key file (SIGHUP). A provider whose file no longer loads keeps its
+ * last good keys; returns 0 when all loaded, -1 with |err| naming the first that did not. */
+int tg_auth_reload(struct tg_auth *a, char *err, size_t errlen);
+
+/* Loop thread. Returns 0 with st->identity set, or -1 after answering the stream. */
+int tg_auth_authenticate(struct tg_stream *st);
+
+/* What a request asks for, as the RBAC rules see it. */
+struct tg_auth_target {
+    const char *model;
+    int has_version;
+    int64_t version;
+    const char *label;     /* NULL unless a label was asked for */
+    const char *signature; /* NULL for methods without one; "" = serving_default */
+    uint32_t method;       /* TG_AM_* */
+};
+
+/* Loop thread, after tg_auth_authenticate. Returns 0 when allowed, or -1 after answering. */
+int tg_auth_authorize(struct tg_stream *st, const struct tg_auth_target *t);
+
+/* Frees a worker's token cache (worker shutdown). */
+void tg_auth_cache_free(struct tg_worker *w);
+
+#endif /* TG_AUTH_H */

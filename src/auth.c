@@ -1,0 +1,602 @@
+/*
+ * auth.c - see auth.h.
+ */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <grpc/status.h>
+#include <jansson.h>
+#include <openssl/evp.h>
+
+#include "tfgate/auth.h"
+#include "tfgate/common.h"
+#include "tfgate/config.h"
+#include "tfgate/jwt.h"
+#include "tfgate/log.h"
+#include "tfgate/stream.h"
+#include "tfgate/worker.h"
+
+#define CACHE_TTL_MS (300 * 1000) /* a verified token is re-verified at least this often */
+#define MAX_ROLES 64
+#define MAX_ROLE_BYTES 256
+
+struct provider {
+    const struct tg_auth_provider_cfg *cfg;
+    struct tg_jwt_policy policy;
+    pthread_mutex_t mu; /* guards |keys|: swapped by a reload, read by workers */
+    struct tg_jwt_keyset *keys;
+};
+
+struct tg_auth {
+    const struct tg_auth_cfg *cfg;
+    size_t n;
+    struct provider *p;
+    atomic_uint generation; /* bumped by every reload: cached verifications die with it */
+};
+
+/* ---- key sets ---- */
+
+static char *read_file(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    char *buf = NULL;
+    long n;
+    if (f == NULL)
+        return NULL;
+    if (fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) >= 0 && n <= (1 << 20) &&
+        fseek(f, 0, SEEK_SET) == 0) {
+        buf = tg_xmalloc((size_t)n + 1);
+        if (fread(buf, 1, (size_t)n, f) != (size_t)n) {
+            free(buf);
+            buf = NULL;
+        } else {
+            *len = (size_t)n;
+        }
+    }
+    fclose(f);
+    return buf;
+}
+
+/* The provider's inline keys and key file as one set. */
+static struct tg_jwt_keyset *load_keys(const struct tg_auth_provider_cfg *pc, char *err,
+                                       size_t errlen)
+{
+    json_t *all = json_array();
+    struct tg_jwt_keyset *ks = NULL;
+    const char *texts[2] = {pc->jwks_inline, NULL};
+    size_t lens[2] = {pc->jwks_inline ? strlen(pc->jwks_inline) : 0, 0};
+    char *file = NULL;
+
+    if (pc->jwks_file != NULL) {
+        file = read_file(pc->jwks_file, &lens[1]);
+        if (file == NULL) {
+            snprintf(err, errlen, "provider '%s': cannot read %s (missing, or over 1 MiB)",
+                     pc->name, pc->jwks_file);
+            goto out;
+        }
+        texts[1] = file;
+    }
+    for (int i = 0; i < 2; i++) {
+        if (texts[i] == NULL)
+            continue;
+        json_error_t jerr;
+        json_t *doc = json_loadb(texts[i], lens[i], 0, &jerr), *keys;
+        if (doc == NULL) {
+            snprintf(err, errlen, "provider '%s': %s: not JSON (line %d: %s)", pc->name,
+                     i ? pc->jwks_file : "keys", jerr.line, jerr.text);
+            goto out;
+        }
+        keys = json_is_object(doc) ? json_object_get(doc, "keys") : NULL;
+        if (keys != NULL && json_is_array(keys))
+            json_array_extend(all, keys);
+        else
+            json_array_append(all, doc); /* one JWK */
+        json_decref(doc);
+    }
+    json_t *set = json_pack("{sO}", "keys", all);
+    char *text = json_dumps(set, JSON_COMPACT);
+    char kerr[256];
+    if (tg_jwt_keyset_parse(text, strlen(text), pc->algorithms, &ks, kerr, sizeof(kerr)) != 0)
+        snprintf(err, errlen, "provider '%s': %s", pc->name, kerr);
+    free(text);
+    json_decref(set);
+out:
+    json_decref(all);
+    free(file);
+    return ks;
+}
+
+struct tg_auth *tg_auth_new(const struct tg_auth_cfg *cfg, char *err, size_t errlen)
+{
+    err[0] = '\0';
+    if (cfg->n_providers == 0)
+        return NULL;
+    struct tg_auth *a = tg_xcalloc(1, sizeof(*a));
+    a->cfg = cfg;
+    a->p = tg_xcalloc(cfg->n_providers, sizeof(*a->p));
+    for (size_t i = 0; i < cfg->n_providers; i++) {
+        struct provider *p = &a->p[i];
+        p->cfg = &cfg->providers[i];
+        pthread_mutex_init(&p->mu, NULL);
+        a->n++;
+        p->policy = (struct tg_jwt_policy){
+            .issuer = p->cfg->issuer,
+            .audiences = (const char *const *)p->cfg->audiences,
+            .n_audiences = p->cfg->n_audiences,
+            .skew_s = p->cfg->clock_skew_s,
+            .max_token_bytes = cfg->max_token_bytes,
+        };
+        if ((p->keys = load_keys(p->cfg, err, errlen)) == NULL) {
+            tg_auth_free(a);
+            return NULL;
+        }
+        tg_log(TG_LOG_INFO, "auth", "provider '%s' (iss %s): %zu key(s)", p->cfg->name,
+               p->cfg->issuer, tg_jwt_keyset_size(p->keys));
+    }
+    return a;
+}
+
+void tg_auth_free(struct tg_auth *a)
+{
+    if (a == NULL)
+        return;
+    for (size_t i = 0; i < a->n; i++) {
+        tg_jwt_keyset_unref(a->p[i].keys);
+        pthread_mutex_destroy(&a->p[i].mu);
+    }
+    free(a->p);
+    free(a);
+}
+
+int tg_auth_reload(struct tg_auth *a, char *err, size_t errlen)
+{
+    int rv = 0;
+    err[0] = '\0';
+    for (size_t i = 0; i < a->n; i++) {
+        struct provider *p = &a->p[i];
+        char e[512];
+        struct tg_jwt_keyset *ks = load_keys(p->cfg, e, sizeof(e));
+        if (ks == NULL) {
+            tg_log(TG_LOG_WARN, "auth", "%s; keeping the last good keys", e);
+            if (rv == 0)
+                snprintf(err, errlen, "%s", e);
+            rv = -1;
+            continue;
+        }
+        pthread_mutex_lock(&p->mu);
+        struct tg_jwt_keyset *old = p->keys;
+        p->keys = ks;
+        pthread_mutex_unlock(&p->mu);
+        tg_jwt_keyset_unref(old); /* verifications still using it hold their own reference */
+        tg_log(TG_LOG_INFO, "auth", "provider '%s': reloaded, %zu key(s)", p->cfg->name,
+               tg_jwt_keyset_size(ks));
+    }
+    atomic_fetch_add(&a->generation, 1);
+    return rv;
+}
+
+static struct tg_jwt_keyset *keys_ref(struct provider *p)
+{
+    pthread_mutex_lock(&p->mu);
+    struct tg_jwt_keyset *ks = p->keys;
+    tg_jwt_keyset_ref(ks);
+    pthread_mutex_unlock(&p->mu);
+    return ks;
+}
+
+/* ---- the worker's cache of verified tokens: SHA-256 of the token -> identity ---- */
+
+struct cached {
+    uint8_t hash[32];
+    int64_t exp;       /* the token's exp: never served past it */
+    uint64_t until_ms; /* loop clock: verify again after this */
+    unsigned generation;
+    const struct provider *prov;
+    char *subject;
+    size_t n_roles;
+    char **roles;
+    struct cached *hnext;      /* bucket chain */
+    struct cached *prev, *next; /* LRU list, most recent first */
+};
+
+struct tg_auth_cache {
+    size_t nb; /* buckets, a power of two */
+    struct cached **buckets;
+    struct cached *head, *tail;
+    size_t n, max;
+};
+
+static void cached_free(struct cached *c)
+{
+    free(c->subject);
+    for (size_t i = 0; i < c->n_roles; i++)
+        free(c->roles[i]);
+    free(c->roles);
+    free(c);
+}
+
+static struct cached **bucket_of(struct tg_auth_cache *c, const uint8_t *hash)
+{
+    uint64_t h;
+    memcpy(&h, hash, sizeof(h));
+    return &c->buckets[h & (c->nb - 1)];
+}
+
+static void lru_unlink(struct tg_auth_cache *c, struct cached *e)
+{
+    if (e->prev)
+        e->prev->next = e->next;
+    else
+        c->head = e->next;
+    if (e->next)
+        e->next->prev = e->prev;
+    else
+        c->tail = e->prev;
+    e->prev = e->next = NULL;
+}
+
+static void lru_push(struct tg_auth_cache *c, struct cached *e)
+{
+    e->next = c->head;
+    e->prev = NULL;
+    if (c->head)
+        c->head->prev = e;
+    c->head = e;
+    if (c->tail == NULL)
+        c->tail = e;
+}
+
+static void cache_remove(struct tg_auth_cache *c, struct cached *e)
+{
+    struct cached **pp = bucket_of(c, e->hash);
+    while (*pp != e)
+        pp = &(*pp)->hnext;
+    *pp = e->hnext;
+    lru_unlink(c, e);
+    c->n--;
+    cached_free(e);
+}
+
+static struct tg_auth_cache *cache_of(struct tg_worker *w, size_t max)
+{
+    if (w->auth_cache == NULL) {
+        struct tg_auth_cache *c = tg_xcalloc(1, sizeof(*c));
+        c->max = max ? max : 1;
+        for (c->nb = 16; c->nb < c->max; c->nb *= 2)
+            ;
+        c->buckets = tg_xcalloc(c->nb, sizeof(*c->buckets));
+        w->auth_cache = c;
+    }
+    return w->auth_cache;
+}
+
+void tg_auth_cache_free(struct tg_worker *w)
+{
+    struct tg_auth_cache *c = w->auth_cache;
+    if (c == NULL)
+        return;
+    while (c->head != NULL) {
+        struct cached *e = c->head;
+        c->head = e->next;
+        cached_free(e);
+    }
+    free(c->buckets);
+    free(c);
+    w->auth_cache = NULL;
+}
+
+/* ---- identity from claims ---- */
+
+/* A claim by dotted path ("realm_access.roles"). */
+static json_t *claim_at(json_t *claims, const char *path)
+{
+    char seg[128];
+    json_t *v = claims;
+    while (v != NULL && *path) {
+        size_t n = strcspn(path, ".");
+        if (n >= sizeof(seg) || !json_is_object(v))
+            return NULL;
+        memcpy(seg, path, n);
+        seg[n] = '\0';
+        v = json_object_get(v, seg);
+        path += n + (path[n] == '.');
+    }
+    return v;
+}
+
+static void add_role(struct cached *e, const char *r, size_t n)
+{
+    if (n == 0 || n > MAX_ROLE_BYTES || e->n_roles == MAX_ROLES)
+        return;
+    e->roles[e->n_roles++] = tg_xstrndup(r, n);
+}
+
+/* Roles: a list of strings ("roles", "groups"), or one space-separated string ("scope"). */
+static void read_identity(const struct tg_auth_cfg *cfg, json_t *claims, struct cached *e)
+{
+    json_t *sub = claim_at(claims, cfg->subject_claim), *roles = claim_at(claims, cfg->roles_claim);
+    e->subject = tg_xstrdup(json_is_string(sub) ? json_string_value(sub) : "");
+    e->roles = tg_xcalloc(MAX_ROLES, sizeof(char *));
+    if (json_is_array(roles)) {
+        size_t i;
+        json_t *r;
+        json_array_foreach(roles, i, r)
+        {
+            if (json_is_string(r))
+                add_role(e, json_string_value(r), json_string_length(r));
+        }
+    } else if (json_is_string(roles)) {
+        const char *s = json_string_value(roles);
+        while (*s) {
+            size_t sp = strspn(s, " ");
+            s += sp;
+            size_t n = strcspn(s, " ");
+            add_role(e, s, n);
+            s += n;
+        }
+    }
+}
+
+/* ---- answers ---- */
+
+static void unauthenticated(struct tg_stream *st, const char *reason, int had_token)
+{
+    char msg[200];
+    snprintf(msg, sizeof(msg), "tfgate: unauthenticated: %s", reason);
+    if (tg_stream_is_grpc(st) && st->http2) {
+        tg_stream_respond_grpc_status(st, GRPC_STATUS_UNAUTHENTICATED, msg);
+        return;
+    }
+    char www[256];
+    /* RFC 6750 §3.1: no error code when the request carried no credentials */
+    if (had_token)
+        snprintf(www, sizeof(www), "Bearer realm=\"tfgate\", error=\"invalid_token\", "
+                                   "error_description=\"%s\"",
+                 reason);
+    else
+        snprintf(www, sizeof(www), "Bearer realm=\"tfgate\"");
+    tg_stream_add_resp_header(st, "www-authenticate", www, strlen(www));
+    tg_stream_respond_json_error(st, 401, msg);
+}
+
+/* ---- authentication ---- */
+
+/* The token of "Authorization: Bearer <token>". Returns 1 with the token, 0 when there is no
+ * Authorization header, -1 with |why| when there is one we cannot use. */
+static int bearer(const struct tg_stream *st, const char **tok, size_t *len, const char **why)
+{
+    const struct tg_header *h = NULL;
+    for (size_t i = 0; i < st->n_headers; i++) {
+        if (strcmp(st->headers[i].name, "authorization") != 0)
+            continue;
+        if (h != NULL) {
+            *why = "more than one Authorization header";
+            return -1;
+        }
+        h = &st->headers[i];
+    }
+    if (h == NULL)
+        return 0;
+    const char *v = h->value, *end = h->value + h->value_len;
+    while (v < end && *v == ' ')
+        v++;
+    if (end - v < 7 || strncasecmp(v, "bearer ", 7) != 0) {
+        *why = "the Authorization scheme is not Bearer";
+        return -1;
+    }
+    v += 7;
+    while (v < end && *v == ' ')
+        v++;
+    while (end > v && end[-1] == ' ')
+        end--;
+    if (v == end || memchr(v, ' ', (size_t)(end - v)) != NULL) {
+        *why = "malformed token";
+        return -1;
+    }
+    *tok = v;
+    *len = (size_t)(end - v);
+    return 1;
+}
+
+static const struct tg_identity *identity_from(struct tg_stream *st, const struct cached *e)
+{
+    struct tg_identity *id = TG_ARENA_NEW(&st->arena, struct tg_identity);
+    const char **roles = tg_arena_alloc(&st->arena, (e->n_roles + 1) * sizeof(char *),
+                                        _Alignof(char *));
+    id->subject = tg_arena_strndup(&st->arena, e->subject, strlen(e->subject));
+    id->provider = e->prov->cfg->name;
+    for (size_t i = 0; i < e->n_roles; i++)
+        roles[i] = tg_arena_strndup(&st->arena, e->roles[i], strlen(e->roles[i]));
+    id->roles = roles;
+    id->n_roles = e->n_roles;
+    return id;
+}
+
+/* Verifies |tok| and caches the result. Returns the entry, or NULL with |*st_out| set. */
+static struct cached *verify(struct tg_auth *a, struct tg_auth_cache *c, const uint8_t *hash,
+                             const char *tok, size_t len, uint64_t now_ms,
+                             enum tg_jwt_status *st_out)
+{
+    struct tg_jwt_token t;
+    struct provider *p = NULL;
+    int64_t exp;
+
+    *st_out = tg_jwt_decode(tok, len, a->cfg->max_token_bytes, &t);
+    if (*st_out != TG_JWT_OK)
+        return NULL;
+    const char *iss = tg_jwt_issuer(&t);
+    for (size_t i = 0; iss != NULL && i < a->n; i++) {
+        if (strcmp(a->p[i].cfg->issuer, iss) == 0)
+            p = &a->p[i];
+    }
+    if (p == NULL) {
+        tg_jwt_token_clear(&t);
+        *st_out = TG_JWT_EISS;
+        return NULL;
+    }
+    struct tg_jwt_keyset *ks = keys_ref(p);
+    *st_out = tg_jwt_verify(ks, &p->policy, &t, (int64_t)time(NULL), &exp);
+    tg_jwt_keyset_unref(ks);
+    if (*st_out != TG_JWT_OK) {
+        tg_jwt_token_clear(&t);
+        return NULL;
+    }
+    struct cached *e = tg_xcalloc(1, sizeof(*e));
+    memcpy(e->hash, hash, 32);
+    e->exp = exp;
+    e->until_ms = now_ms + CACHE_TTL_MS;
+    e->generation = atomic_load(&a->generation);
+    e->prov = p;
+    read_identity(a->cfg, t.claims, e);
+    tg_jwt_token_clear(&t);
+
+    if (c->n == c->max)
+        cache_remove(c, c->tail); /* least recently used */
+    struct cached **b = bucket_of(c, hash);
+    e->hnext = *b;
+    *b = e;
+    lru_push(c, e);
+    c->n++;
+    return e;
+}
+
+int tg_auth_authenticate(struct tg_stream *st)
+{
+    struct tg_auth *a = st->w->gw->auth;
+    const char *tok = NULL, *why = NULL;
+    size_t len = 0;
+    uint8_t hash[32];
+    enum tg_jwt_status status;
+
+    if (a == NULL)
+        return 0;
+    int r = bearer(st, &tok, &len, &why);
+    if (r < 0) {
+        unauthenticated(st, why, 1);
+        return -1;
+    }
+    if (r == 0) {
+        if (a->cfg->n_anonymous_models == 0) {
+            unauthenticated(st, "missing bearer token", 0);
+            return -1;
+        }
+        /* maybe an anonymous model: tg_auth_authorize decides once the model is known */
+        struct tg_identity *id = TG_ARENA_NEW(&st->arena, struct tg_identity);
+        id->anonymous = 1;
+        id->subject = "";
+        id->provider = "";
+        st->identity = id;
+        return 0;
+    }
+    if (len > a->cfg->max_token_bytes) { /* before hashing or decoding anything */
+        unauthenticated(st, tg_jwt_strerror(TG_JWT_ETOOLARGE), 1);
+        return -1;
+    }
+    struct tg_auth_cache *c = cache_of(st->w, a->cfg->token_cache_entries);
+    uint64_t now_ms = tg_worker_now(st->w);
+    EVP_Digest(tok, len, hash, NULL, EVP_sha256(), NULL);
+    struct cached *e = *bucket_of(c, hash);
+    while (e != NULL && memcmp(e->hash, hash, 32) != 0)
+        e = e->hnext;
+    if (e != NULL && (e->until_ms <= now_ms || e->exp <= (int64_t)time(NULL) ||
+                      e->generation != atomic_load(&a->generation))) {
+        cache_remove(c, e); /* stale: verify again (it may still pass, within the skew) */
+        e = NULL;
+    }
+    if (e != NULL) {
+        lru_unlink(c, e);
+        lru_push(c, e);
+    } else if ((e = verify(a, c, hash, tok, len, now_ms, &status)) == NULL) {
+        tg_log(TG_LOG_INFO, "auth", "refused %s %.*s: %s", st->method ? st->method : "-",
+               (int)(st->path_len > 200 ? 200 : st->path_len), st->path ? st->path : "",
+               tg_jwt_strerror(status));
+        unauthenticated(st, tg_jwt_strerror(status), 1);
+        return -1;
+    }
+    st->identity = identity_from(st, e);
+    return 0;
+}
+
+/* ---- authorization ---- */
+
+static int in_list(char *const *v, size_t n, const char *s)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(v[i], s) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+static int rule_allows(const struct tg_rbac_rule_cfg *r, const struct tg_identity *id,
+                       const struct tg_auth_target *t)
+{
+    if (!(r->methods & t->method))
+        return 0;
+    if (!in_list(r->models, r->n_models, "*") && !in_list(r->models, r->n_models, t->model))
+        return 0;
+    if (!in_list(r->roles, r->n_roles, "*")) {
+        size_t i;
+        for (i = 0; i < id->n_roles; i++) {
+            if (in_list(r->roles, r->n_roles, id->roles[i]))
+                break;
+        }
+        if (i == id->n_roles)
+            return 0;
+    }
+    if (r->n_versions > 0 && !in_list(r->versions, r->n_versions, "*")) {
+        char num[24];
+        const char *want = "latest";
+        if (t->has_version) {
+            snprintf(num, sizeof(num), "%lld", (long long)t->version);
+            want = num;
+        } else if (t->label != NULL) {
+            want = t->label;
+        }
+        if (!in_list(r->versions, r->n_versions, want))
+            return 0;
+    }
+    if (t->signature != NULL && r->n_signatures > 0 &&
+        !in_list(r->signatures, r->n_signatures, "*") &&
+        !in_list(r->signatures, r->n_signatures,
+                 t->signature[0] ? t->signature : "serving_default"))
+        return 0;
+    return 1;
+}
+
+int tg_auth_authorize(struct tg_stream *st, const struct tg_auth_target *t)
+{
+    struct tg_auth *a = st->w->gw->auth;
+    const struct tg_identity *id = st->identity;
+
+    if (a == NULL || id == NULL)
+        return 0;
+    if (id->anonymous) {
+        if (t->method != TG_AM_RELOAD &&
+            in_list(a->cfg->anonymous_models, a->cfg->n_anonymous_models, t->model))
+            return 0;
+        unauthenticated(st, "missing bearer token", 0);
+        return -1;
+    }
+    if (!a->cfg->rbac)
+        return 0; /* no rules: every authenticated caller may call everything */
+    for (size_t i = 0; i < a->cfg->n_rules; i++) {
+        if (rule_allows(&a->cfg->rules[i], id, t))
+            return 0;
+    }
+    char msg[400];
+    snprintf(msg, sizeof(msg), "tfgate: permission denied: %s on model '%.200s'",
+             tg_auth_method_name(t->method), t->model);
+    tg_log(TG_LOG_INFO, "auth", "denied subject=%.100s %s model=%.200s", id->subject,
+           tg_auth_method_name(t->method), t->model);
+    if (tg_stream_is_grpc(st) && st->http2)
+        tg_stream_respond_grpc_status(st, GRPC_STATUS_PERMISSION_DENIED, msg);
+    else
+        tg_stream_respond_json_error(st, 403, msg);
+    return -1;
+}
