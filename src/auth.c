@@ -1,13 +1,17 @@
 /*
  * auth.c - see auth.h.
  */
+#include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/time.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <grpc/status.h>
 #include <jansson.h>
@@ -19,10 +23,11 @@
 #include "tfgate/jwt.h"
 #include "tfgate/log.h"
 #include "tfgate/stream.h"
+#include "tfgate/upstream.h"
 #include "tfgate/worker.h"
 
-#define CACHE_TTL_MS (300 * 1000) /* a verified token is re-verified at least this often */
-#define MAX_ROLES 64
+#define CACHE_TTL_MS   (300 * 1000) /* a verified token is re-verified at least this often */
+#define MAX_ROLES      64
 #define MAX_ROLE_BYTES 256
 
 struct provider {
@@ -37,7 +42,17 @@ struct tg_auth {
     size_t n;
     struct provider *p;
     atomic_uint generation; /* bumped by every reload: cached verifications die with it */
+    int audit_fd;           /* -1: no audit log; replaced in place (dup2) on reopen */
 };
+
+/* Opens the audit log: appends, so each record (one write) lands whole even with several
+ * workers writing. Returns the fd, or -1. */
+static int open_audit(const char *path)
+{
+    if (strcmp(path, "-") == 0)
+        return dup(STDERR_FILENO);
+    return open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+}
 
 /* ---- key sets ---- */
 
@@ -118,6 +133,12 @@ struct tg_auth *tg_auth_new(const struct tg_auth_cfg *cfg, char *err, size_t err
         return NULL;
     struct tg_auth *a = tg_xcalloc(1, sizeof(*a));
     a->cfg = cfg;
+    a->audit_fd = -1;
+    if (cfg->audit_log != NULL && (a->audit_fd = open_audit(cfg->audit_log)) < 0) {
+        snprintf(err, errlen, "audit_log %s: %s", cfg->audit_log, strerror(errno));
+        tg_auth_free(a);
+        return NULL;
+    }
     a->p = tg_xcalloc(cfg->n_providers, sizeof(*a->p));
     for (size_t i = 0; i < cfg->n_providers; i++) {
         struct provider *p = &a->p[i];
@@ -149,6 +170,8 @@ void tg_auth_free(struct tg_auth *a)
         tg_jwt_keyset_unref(a->p[i].keys);
         pthread_mutex_destroy(&a->p[i].mu);
     }
+    if (a->audit_fd >= 0)
+        close(a->audit_fd);
     free(a->p);
     free(a);
 }
@@ -177,6 +200,16 @@ int tg_auth_reload(struct tg_auth *a, char *err, size_t errlen)
                tg_jwt_keyset_size(ks));
     }
     atomic_fetch_add(&a->generation, 1);
+    /* log rotation: the new file takes the old descriptor's number, so writers never see a
+     * closed descriptor */
+    if (a->audit_fd >= 0 && strcmp(a->cfg->audit_log, "-") != 0) {
+        int fd = open_audit(a->cfg->audit_log);
+        if (fd < 0 || dup2(fd, a->audit_fd) < 0)
+            tg_log(TG_LOG_WARN, "auth", "audit_log %s: %s; still writing the old file",
+                   a->cfg->audit_log, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+    }
     return rv;
 }
 
@@ -197,10 +230,11 @@ struct cached {
     uint64_t until_ms; /* loop clock: verify again after this */
     unsigned generation;
     const struct provider *prov;
+    char **forward; /* a->cfg->n_forward values, NULL where the claim is absent */
     char *subject;
     size_t n_roles;
     char **roles;
-    struct cached *hnext;      /* bucket chain */
+    struct cached *hnext;       /* bucket chain */
     struct cached *prev, *next; /* LRU list, most recent first */
 };
 
@@ -213,6 +247,11 @@ struct tg_auth_cache {
 
 static void cached_free(struct cached *c)
 {
+    if (c->forward != NULL) {
+        for (size_t i = 0; c->forward[i] != (char *)-1; i++)
+            free(c->forward[i]);
+        free(c->forward);
+    }
     free(c->subject);
     for (size_t i = 0; i < c->n_roles; i++)
         free(c->roles[i]);
@@ -316,9 +355,30 @@ static void add_role(struct cached *e, const char *r, size_t n)
     e->roles[e->n_roles++] = tg_xstrndup(r, n);
 }
 
+/* A claim as metadata text: strings as they are, other values as compact JSON; NULL when
+ * absent or not printable ASCII (gRPC refuses such metadata). */
+static char *claim_text(json_t *v)
+{
+    if (v == NULL)
+        return NULL;
+    char *s = json_is_string(v) ? tg_xstrdup(json_string_value(v))
+                                : json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+    for (size_t i = 0; s != NULL && s[i]; i++) {
+        if ((unsigned char)s[i] < 0x20 || (unsigned char)s[i] > 0x7e || i >= 1024) {
+            free(s);
+            return NULL;
+        }
+    }
+    return s;
+}
+
 /* Roles: a list of strings ("roles", "groups"), or one space-separated string ("scope"). */
 static void read_identity(const struct tg_auth_cfg *cfg, json_t *claims, struct cached *e)
 {
+    e->forward = tg_xcalloc(cfg->n_forward + 1, sizeof(char *));
+    for (size_t i = 0; i < cfg->n_forward; i++)
+        e->forward[i] = claim_text(claim_at(claims, cfg->forward_claims[i]));
+    e->forward[cfg->n_forward] = (char *)-1; /* the end, for cached_free */
     json_t *sub = claim_at(claims, cfg->subject_claim), *roles = claim_at(claims, cfg->roles_claim);
     e->subject = tg_xstrdup(json_is_string(sub) ? json_string_value(sub) : "");
     e->roles = tg_xcalloc(MAX_ROLES, sizeof(char *));
@@ -347,6 +407,10 @@ static void read_identity(const struct tg_auth_cfg *cfg, json_t *claims, struct 
 static void unauthenticated(struct tg_stream *st, const char *reason, int had_token)
 {
     char msg[200];
+    if (st->audit != NULL) {
+        st->audit->denied = 1;
+        st->audit->reason = reason;
+    }
     snprintf(msg, sizeof(msg), "tfgate: unauthenticated: %s", reason);
     if (tg_stream_is_grpc(st) && st->http2) {
         tg_stream_respond_grpc_status(st, GRPC_STATUS_UNAUTHENTICATED, msg);
@@ -355,8 +419,9 @@ static void unauthenticated(struct tg_stream *st, const char *reason, int had_to
     char www[256];
     /* RFC 6750 §3.1: no error code when the request carried no credentials */
     if (had_token)
-        snprintf(www, sizeof(www), "Bearer realm=\"tfgate\", error=\"invalid_token\", "
-                                   "error_description=\"%s\"",
+        snprintf(www, sizeof(www),
+                 "Bearer realm=\"tfgate\", error=\"invalid_token\", "
+                 "error_description=\"%s\"",
                  reason);
     else
         snprintf(www, sizeof(www), "Bearer realm=\"tfgate\"");
@@ -406,14 +471,20 @@ static int bearer(const struct tg_stream *st, const char **tok, size_t *len, con
 static const struct tg_identity *identity_from(struct tg_stream *st, const struct cached *e)
 {
     struct tg_identity *id = TG_ARENA_NEW(&st->arena, struct tg_identity);
-    const char **roles = tg_arena_alloc(&st->arena, (e->n_roles + 1) * sizeof(char *),
-                                        _Alignof(char *));
+    const char **roles =
+        tg_arena_alloc(&st->arena, (e->n_roles + 1) * sizeof(char *), _Alignof(char *));
     id->subject = tg_arena_strndup(&st->arena, e->subject, strlen(e->subject));
     id->provider = e->prov->cfg->name;
     for (size_t i = 0; i < e->n_roles; i++)
         roles[i] = tg_arena_strndup(&st->arena, e->roles[i], strlen(e->roles[i]));
     id->roles = roles;
     id->n_roles = e->n_roles;
+    size_t nf = e->prov != NULL ? st->w->gw->auth->cfg->n_forward : 0;
+    const char **fw = tg_arena_alloc(&st->arena, (nf + 1) * sizeof(char *), _Alignof(char *));
+    for (size_t i = 0; i < nf; i++)
+        fw[i] = e->forward[i] ? tg_arena_strndup(&st->arena, e->forward[i], strlen(e->forward[i]))
+                              : NULL;
+    id->forward = fw;
     return id;
 }
 
@@ -475,6 +546,8 @@ int tg_auth_authenticate(struct tg_stream *st)
 
     if (a == NULL)
         return 0;
+    st->audit = TG_ARENA_NEW(&st->arena, struct tg_audit);
+    st->audit->reason = "";
     int r = bearer(st, &tok, &len, &why);
     if (r < 0) {
         unauthenticated(st, why, 1);
@@ -576,6 +649,10 @@ int tg_auth_authorize(struct tg_stream *st, const struct tg_auth_target *t)
 
     if (a == NULL || id == NULL)
         return 0;
+    if (st->audit != NULL) {
+        st->audit->has_target = 1;
+        st->audit->target = *t;
+    }
     if (id->anonymous) {
         if (t->method != TG_AM_RELOAD &&
             in_list(a->cfg->anonymous_models, a->cfg->n_anonymous_models, t->model))
@@ -592,6 +669,10 @@ int tg_auth_authorize(struct tg_stream *st, const struct tg_auth_target *t)
     char msg[400];
     snprintf(msg, sizeof(msg), "tfgate: permission denied: %s on model '%.200s'",
              tg_auth_method_name(t->method), t->model);
+    if (st->audit != NULL) {
+        st->audit->denied = 1;
+        st->audit->reason = "no rule grants it";
+    }
     tg_log(TG_LOG_INFO, "auth", "denied subject=%.100s %s model=%.200s", id->subject,
            tg_auth_method_name(t->method), t->model);
     if (tg_stream_is_grpc(st) && st->http2)
@@ -599,4 +680,114 @@ int tg_auth_authorize(struct tg_stream *st, const struct tg_auth_target *t)
     else
         tg_stream_respond_json_error(st, 403, msg);
     return -1;
+}
+
+/* ---- claims upstream ---- */
+
+size_t tg_auth_forward_md(struct tg_stream *st, struct tg_md *out, size_t cap)
+{
+    const struct tg_auth *a = st->w->gw->auth;
+    const struct tg_identity *id = st->identity;
+    size_t n = 0;
+    if (a == NULL || id == NULL || id->anonymous || id->forward == NULL)
+        return 0;
+    for (size_t i = 0; i < a->cfg->n_forward && n < cap; i++) {
+        if (id->forward[i] == NULL)
+            continue;
+        out[n++] = (struct tg_md){a->cfg->forward_headers[i], strlen(a->cfg->forward_headers[i]),
+                                  id->forward[i], strlen(id->forward[i])};
+    }
+    return n;
+}
+
+int tg_auth_is_forwarded(const struct tg_auth *a, const char *name)
+{
+    return a != NULL && in_list(a->cfg->forward_headers, a->cfg->n_forward, name);
+}
+
+/* ---- audit ---- */
+
+static int grpc_status_of(const struct tg_stream *st)
+{
+    for (size_t i = 0; i < st->n_trailers; i++) {
+        if (strcmp(st->trailers[i].name, "grpc-status") == 0)
+            return atoi(st->trailers[i].value);
+    }
+    return -1;
+}
+
+void tg_auth_audit(struct tg_stream *st, int client_gone)
+{
+    struct tg_auth *a = st->w->gw->auth;
+    const struct tg_audit *au = st->audit;
+    const struct tg_identity *id = st->identity;
+    int grpc = tg_stream_is_grpc(st) && st->http2;
+
+    st->audited = 1;
+    if (a == NULL || a->audit_fd < 0 || au == NULL)
+        return;
+    struct timeval tv;
+    struct tm tm;
+    char when[96], rid[160];
+    size_t rid_len;
+    gettimeofday(&tv, NULL);
+    gmtime_r(&tv.tv_sec, &tm);
+    snprintf(when, sizeof(when), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(tv.tv_usec / 1000));
+    const char *r = tg_stream_request_id(st, &rid_len);
+    snprintf(rid, sizeof(rid), "%.*s", (int)rid_len, r);
+
+    json_t *rec = json_pack("{ss ss ss ss ss}", "time", when, "request_id", rid, "protocol",
+                            grpc ? "grpc" : "rest", "decision", au->denied ? "deny" : "allow",
+                            "reason", au->reason);
+    if (id != NULL) {
+        json_t *roles = json_array();
+        for (size_t i = 0; i < id->n_roles; i++)
+            json_array_append_new(roles, json_string(id->roles[i]));
+        json_object_set_new(rec, "subject", json_string(id->subject));
+        json_object_set_new(rec, "anonymous", json_boolean(id->anonymous));
+        if (!id->anonymous)
+            json_object_set_new(rec, "provider", json_string(id->provider));
+        json_object_set_new(rec, "roles", roles);
+    }
+    if (au->has_target) {
+        const struct tg_auth_target *t = &au->target;
+        json_object_set_new(rec, "model", json_string(t->model));
+        json_object_set_new(rec, "method", json_string(tg_auth_method_name(t->method)));
+        if (t->has_version)
+            json_object_set_new(rec, "version", json_integer(t->version));
+        else if (t->label != NULL)
+            json_object_set_new(rec, "label", json_string(t->label));
+        if (t->signature != NULL)
+            json_object_set_new(rec, "signature",
+                                json_string(t->signature[0] ? t->signature : "serving_default"));
+    }
+    if (client_gone) {
+        json_object_set_new(rec, "status", json_integer(grpc ? GRPC_STATUS_CANCELLED : 499));
+    } else if (grpc) {
+        json_object_set_new(rec, "status", json_integer(grpc_status_of(st)));
+    } else {
+        json_object_set_new(rec, "status", json_integer(st->status));
+    }
+    json_object_set_new(rec, "latency_ms",
+                        json_integer((json_int_t)(tg_worker_now(st->w) - st->start_ms)));
+    /* jansson escapes what a client put in names; invalid UTF-8 makes json_dumps fail, so such
+     * a record is written with the strings replaced */
+    char *line = json_dumps(rec, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    if (line == NULL) {
+        json_object_set_new(rec, "model", json_string("(not UTF-8)"));
+        json_object_set_new(rec, "subject", json_string("(not UTF-8)"));
+        json_object_del(rec, "roles");
+        json_object_del(rec, "label");
+        json_object_del(rec, "signature");
+        line = json_dumps(rec, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    }
+    json_decref(rec);
+    if (line == NULL)
+        return;
+    size_t n = strlen(line);
+    line[n] = '\n'; /* json_dumps NUL-terminates: room for the newline */
+    ssize_t w = write(a->audit_fd, line, n + 1);
+    (void)w; /* a full disk must not stop serving; the file shows the gap */
+    free(line);
 }

@@ -133,6 +133,9 @@ static void free_auth(struct tg_auth_cfg *a)
     free(a->rules);
     free(a->subject_claim);
     free(a->roles_claim);
+    free(a->audit_log);
+    free_strv(a->forward_claims, a->n_forward);
+    free_strv(a->forward_headers, a->n_forward);
     free_strv(a->anonymous_models, a->n_anonymous_models);
 }
 
@@ -610,14 +613,22 @@ fail:
 
 static int parse_auth(struct jctx *c, json_t *j, struct tg_auth_cfg *a)
 {
-    static const char *const keys[] = {
-        "providers",           "subject_claim",    "roles_claim", "max_token_bytes",
-        "token_cache_entries", "anonymous_models", "rules",       NULL};
+    static const char *const keys[] = {"providers",
+                                       "subject_claim",
+                                       "roles_claim",
+                                       "max_token_bytes",
+                                       "token_cache_entries",
+                                       "anonymous_models",
+                                       "rules",
+                                       "audit_log",
+                                       "forward_claims",
+                                       NULL};
     json_t *v, *e;
     size_t i;
 
     if (jkeys(c, j, keys) != 0 || jstr(c, j, "subject_claim", &a->subject_claim) != 0 ||
         jstr(c, j, "roles_claim", &a->roles_claim) != 0 ||
+        jstr(c, j, "audit_log", &a->audit_log) != 0 ||
         ju32(c, j, "max_token_bytes", &a->max_token_bytes) != 0 ||
         ju32(c, j, "token_cache_entries", &a->token_cache_entries) != 0 ||
         jstrlist(c, j, "anonymous_models", &a->anonymous_models, &a->n_anonymous_models) != 0)
@@ -653,6 +664,30 @@ static int parse_auth(struct jctx *c, json_t *j, struct tg_auth_cfg *a)
             if (parse_rule(c, e, &a->rules[a->n_rules++]) != 0)
                 return -1;
             jpop(c, o2);
+        }
+        jpop(c, old);
+    }
+    if ((v = json_object_get(j, "forward_claims")) != NULL) {
+        const char *claim;
+        old = jpush(c, "forward_claims", 0);
+        if (!json_is_object(v))
+            return jfail(c, "must be an object of claim -> metadata name");
+        a->forward_claims = tg_xcalloc(json_object_size(v) + 1, sizeof(char *));
+        a->forward_headers = tg_xcalloc(json_object_size(v) + 1, sizeof(char *));
+        json_object_foreach(v, claim, e)
+        {
+            const char *h = json_is_string(e) ? json_string_value(e) : "";
+            size_t hl = strlen(h), ok = hl > 0 && strncmp(h, "grpc-", 5) != 0 &&
+                                        (hl < 4 || strcmp(h + hl - 4, "-bin") != 0);
+            for (size_t k = 0; k < hl && ok; k++)
+                ok = (h[k] >= 'a' && h[k] <= 'z') || (h[k] >= '0' && h[k] <= '9') || h[k] == '-' ||
+                     h[k] == '_' || h[k] == '.';
+            if (!ok) {
+                jpush(c, claim, 0);
+                return jfail(c, "must be a lower-case metadata name (not grpc-*, not -bin)");
+            }
+            a->forward_claims[a->n_forward] = tg_xstrdup(claim);
+            a->forward_headers[a->n_forward++] = tg_xstrdup(h);
         }
         jpop(c, old);
     }

@@ -118,43 +118,6 @@ static uint64_t deadline_for(struct tg_stream *st, const struct tg_route_cfg *ro
     return ms > max ? max : ms;
 }
 
-static void make_request_id(struct tg_stream *st, struct proxy *px)
-{
-    const struct tg_header *h = tg_stream_header(st, "x-request-id");
-    if (h != NULL && h->value_len > 0 && h->value_len <= 128 &&
-        tg_grpc_header_forwardable(h->name, h->name_len, h->value, h->value_len)) {
-        px->request_id = h->value;
-        px->request_id_len = h->value_len;
-        return;
-    }
-    /* 128 random bits as a UUID (version 4) */
-    uint8_t r[16];
-    uint64_t x = (uint64_t)(uintptr_t)st ^ ((uint64_t)st->w->id << 56) ^ st->w->next_conn_id;
-    static _Thread_local uint64_t state;
-    if (state == 0) {
-        FILE *f = fopen("/dev/urandom", "rb");
-        if (f == NULL || fread(&state, sizeof(state), 1, f) != 1)
-            state = x | 1;
-        if (f)
-            fclose(f);
-    }
-    for (int i = 0; i < 16; i += 8) { /* splitmix64: ids need uniqueness, not secrecy */
-        uint64_t z = (state += 0x9e3779b97f4a7c15ULL);
-        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-        z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-        z ^= z >> 31;
-        memcpy(r + i, &z, 8);
-    }
-    r[6] = (uint8_t)((r[6] & 0x0f) | 0x40);
-    r[8] = (uint8_t)((r[8] & 0x3f) | 0x80);
-    char *id = tg_arena_alloc(&st->arena, 37, 1);
-    snprintf(id, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", r[0],
-             r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10], r[11], r[12], r[13],
-             r[14], r[15]);
-    px->request_id = id;
-    px->request_id_len = 36;
-}
-
 /* RBAC on every ModelSpec of the request (MultiInference has one per task). Returns 0, or -1
  * after answering. */
 static int authorize(struct tg_stream *st, int method, const uint8_t *msg, size_t len)
@@ -244,15 +207,17 @@ static void on_request(struct tg_stream *st)
 
     /* metadata, forwarded in wire form: the client's headers minus hop-by-hop, host,
      * authorization and gRPC's own; plus x-request-id */
-    make_request_id(st, px);
-    struct tg_md *md =
-        tg_arena_alloc(&st->arena, (st->n_headers + 1) * sizeof(*md), _Alignof(struct tg_md));
+    px->request_id = tg_stream_request_id(st, &px->request_id_len);
+    size_t n_fw = st->w->gw->config->auth.n_forward;
+    struct tg_md *md = tg_arena_alloc(&st->arena, (st->n_headers + n_fw + 1) * sizeof(*md),
+                                      _Alignof(struct tg_md));
     size_t n_md = 0;
     int has_id = 0;
     for (size_t i = 0; i < st->n_headers; i++) {
         const struct tg_header *h = &st->headers[i];
-        if (!tg_grpc_header_forwardable(h->name, h->name_len, h->value, h->value_len))
-            continue;
+        if (!tg_grpc_header_forwardable(h->name, h->name_len, h->value, h->value_len) ||
+            tg_auth_is_forwarded(st->w->gw->auth, h->name))
+            continue; /* a client never speaks for the gateway's claim headers */
         md[n_md] = (struct tg_md){h->name, h->name_len, h->value, h->value_len};
         if (strcmp(h->name, "x-request-id") == 0) {
             if (has_id)
@@ -265,6 +230,7 @@ static void on_request(struct tg_stream *st)
     }
     if (!has_id)
         md[n_md++] = (struct tg_md){"x-request-id", 12, px->request_id, px->request_id_len};
+    n_md += tg_auth_forward_md(st, md + n_md, n_fw);
 
     struct tg_upstream_req req = {
         .pool = px->pool,

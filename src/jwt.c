@@ -18,10 +18,10 @@
 #include "tfgate/common.h"
 #include "tfgate/jwt.h"
 
-#define MAX_KEYS 256
+#define MAX_KEYS          256
 #define DEFAULT_MAX_TOKEN 8192
-#define MIN_RSA_BITS 2048 /* JWA §3.3 */
-#define MIN_HMAC_BYTES 32 /* JWA §3.2: at least the hash's size */
+#define MIN_RSA_BITS      2048 /* JWA §3.3 */
+#define MIN_HMAC_BYTES    32   /* JWA §3.2: at least the hash's size */
 
 struct tg_jwt_key {
     char *kid; /* NULL when the JWK has none */
@@ -239,8 +239,8 @@ static int parse_jwk(json_t *jwk, uint32_t algs, struct tg_jwt_key *k, char *err
         type_alg = TG_JWT_HS256;
     else
         return 0; /* OKP and others: not ours */
-    if (alg != NULL && (!json_is_string(alg) || tg_jwt_alg_from_name(json_string_value(alg)) !=
-                                                    type_alg))
+    if (alg != NULL &&
+        (!json_is_string(alg) || tg_jwt_alg_from_name(json_string_value(alg)) != type_alg))
         return 0; /* RS512, PS256, ES384, ...: algorithms we do not verify */
     if (!(algs & type_alg))
         return 0;
@@ -363,8 +363,8 @@ enum tg_jwt_status tg_jwt_decode(const char *token, size_t len, size_t max_token
         return TG_JWT_ETOOLARGE;
     const char *d1 = memchr(token, '.', len);
     const char *d2 = d1 ? memchr(d1 + 1, '.', len - (size_t)(d1 + 1 - token)) : NULL;
-    if (d2 == NULL || memchr(d2 + 1, '.', len - (size_t)(d2 + 1 - token)) != NULL ||
-        d1 == token || d2 == d1 + 1)
+    if (d2 == NULL || memchr(d2 + 1, '.', len - (size_t)(d2 + 1 - token)) != NULL || d1 == token ||
+        d2 == d1 + 1)
         return TG_JWT_EMALFORMED; /* three parts (a JWE has five) */
     t->header = json_part(token, (size_t)(d1 - token));
     t->claims = json_part(d1 + 1, (size_t)(d2 - d1 - 1));
@@ -499,8 +499,7 @@ enum tg_jwt_status tg_jwt_verify(const struct tg_jwt_keyset *ks, const struct tg
         if (kid != NULL) {
             /* the kid exists: was the algorithm its key's? */
             for (size_t i = 0; i < ks->n; i++) {
-                if (ks->keys[i].kid && strcmp(ks->keys[i].kid, kid) == 0 &&
-                    ks->keys[i].alg == alg)
+                if (ks->keys[i].kid && strcmp(ks->keys[i].kid, kid) == 0 && ks->keys[i].alg == alg)
                     return TG_JWT_ESIG;
             }
             return TG_JWT_EALG;
@@ -519,8 +518,8 @@ enum tg_jwt_status tg_jwt_verify(const struct tg_jwt_keyset *ks, const struct tg
     double ev = json_number_value(e);
     if ((double)now > ev + (double)p->skew_s)
         return TG_JWT_EEXPIRED;
-    if (nbf != NULL && (!json_is_number(nbf) || (double)now + (double)p->skew_s <
-                                                    json_number_value(nbf)))
+    if (nbf != NULL &&
+        (!json_is_number(nbf) || (double)now + (double)p->skew_s < json_number_value(nbf)))
         return TG_JWT_ENBF;
     if (p->issuer != NULL) {
         const char *iss = tg_jwt_issuer(t);

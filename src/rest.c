@@ -331,9 +331,18 @@ static void call_backend(struct tg_stream *st, struct rest *r, enum tg_grpc_meth
     size_t len = protobuf_c_message_get_packed_size(msg);
     uint8_t *buf = tg_arena_alloc(&st->arena, len + 1, 8);
     protobuf_c_message_pack(msg, buf);
+    /* metadata: the request id, and the caller's forwarded claims (auth.h) */
+    size_t n_fw = st->w->gw->config->auth.n_forward, n_md = 1;
+    struct tg_md *md = tg_arena_alloc(&st->arena, (n_fw + 1) * sizeof(*md), _Alignof(struct tg_md));
+    md[0].name = "x-request-id";
+    md[0].name_len = 12;
+    md[0].value = tg_stream_request_id(st, &md[0].value_len);
+    n_md += tg_auth_forward_md(st, md + 1, n_fw);
     struct tg_upstream_req req = {
         .pool = r->pool,
         .method = method,
+        .md = md,
+        .n_md = n_md,
         .message = buf,
         .message_len = len,
         .timeout_ms =

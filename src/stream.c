@@ -122,6 +122,50 @@ const struct tg_header *tg_stream_header(const struct tg_stream *st, const char 
     return NULL;
 }
 
+const char *tg_stream_request_id(struct tg_stream *st, size_t *len)
+{
+    if (st->request_id != NULL) {
+        *len = st->request_id_len;
+        return st->request_id;
+    }
+    const struct tg_header *h = tg_stream_header(st, "x-request-id");
+    if (h != NULL && h->value_len > 0 && h->value_len <= 128 &&
+        tg_grpc_header_forwardable(h->name, h->name_len, h->value, h->value_len)) {
+        st->request_id = h->value;
+        st->request_id_len = h->value_len;
+        *len = h->value_len;
+        return h->value;
+    }
+    /* 128 random bits as a UUID (version 4) */
+    uint8_t r[16];
+    uint64_t x = (uint64_t)(uintptr_t)st ^ ((uint64_t)st->w->id << 56) ^ st->w->next_conn_id;
+    static _Thread_local uint64_t state;
+    if (state == 0) {
+        FILE *f = fopen("/dev/urandom", "rb");
+        if (f == NULL || fread(&state, sizeof(state), 1, f) != 1)
+            state = x | 1;
+        if (f)
+            fclose(f);
+    }
+    for (int i = 0; i < 16; i += 8) { /* splitmix64: ids need uniqueness, not secrecy */
+        uint64_t z = (state += 0x9e3779b97f4a7c15ULL);
+        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+        z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+        z ^= z >> 31;
+        memcpy(r + i, &z, 8);
+    }
+    r[6] = (uint8_t)((r[6] & 0x0f) | 0x40);
+    r[8] = (uint8_t)((r[8] & 0x3f) | 0x80);
+    char *id = tg_arena_alloc(&st->arena, 37, 1);
+    snprintf(id, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", r[0],
+             r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10], r[11], r[12], r[13],
+             r[14], r[15]);
+    st->request_id = id;
+    st->request_id_len = 36;
+    *len = 36;
+    return id;
+}
+
 int tg_stream_is_grpc(const struct tg_stream *st)
 {
     const char *ct = st->content_type;
@@ -195,6 +239,8 @@ void tg_stream_close(struct tg_stream *st)
     if (st->conn == NULL)
         return;
     st->conn = NULL;
+    if (st->audit != NULL && !st->audited && !st->responded)
+        tg_auth_audit(st, 1); /* the client left before its answer */
     if (st->handler != NULL && st->handler->on_close != NULL)
         st->handler->on_close(st);
     tg_stream_unref(st);
@@ -216,6 +262,8 @@ void tg_stream_add_trailer(struct tg_stream *st, const char *name, const char *v
 
 void tg_stream_respond(struct tg_stream *st)
 {
+    if (st->audit != NULL && !st->audited && !st->responded)
+        tg_auth_audit(st, 0);
     if (st->responded || st->conn == NULL)
         return;
     st->responded = 1;

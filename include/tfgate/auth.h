@@ -38,6 +38,7 @@ struct tg_identity {
     const char *provider; /* the provider's name */
     size_t n_roles;
     const char *const *roles;
+    const char *const *forward; /* cfg->forward_claims' values, NULL where absent */
 };
 
 /* Builds the providers and loads their key sets (files and inline keys). Returns NULL when
@@ -64,6 +65,30 @@ struct tg_auth_target {
 
 /* Loop thread, after tg_auth_authenticate. Returns 0 when allowed, or -1 after answering. */
 int tg_auth_authorize(struct tg_stream *st, const struct tg_auth_target *t);
+
+/* What authentication and authorization decided for a stream, for its audit record. */
+struct tg_audit {
+    int denied;
+    const char *reason; /* fixed text: why it was refused, or "" */
+    int has_target;     /* |target| was decided on */
+    struct tg_auth_target target;
+};
+
+/* Writes the stream's audit record (one JSON line: time, request id, subject, roles, model,
+ * version or label, signature, method, decision, reason, status, latency; never the token or
+ * the body). Called by the stream when it answers, or with |client_gone| when the client left
+ * first. */
+void tg_auth_audit(struct tg_stream *st, int client_gone);
+
+struct tg_md;
+
+/* The metadata to send upstream for the caller: the forwarded claims (auth.forward_claims).
+ * Writes at most |cap| entries (strings in the stream's arena) and returns how many. */
+size_t tg_auth_forward_md(struct tg_stream *st, struct tg_md *out, size_t cap);
+
+/* 1 if |name| is a forwarded claim's metadata name: a client's header of that name must not
+ * reach the backend. */
+int tg_auth_is_forwarded(const struct tg_auth *a, const char *name);
 
 /* Frees a worker's token cache (worker shutdown). */
 void tg_auth_cache_free(struct tg_worker *w);

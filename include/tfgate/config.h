@@ -120,6 +120,11 @@ struct tg_auth_cfg {
     size_t n_anonymous_models;
     char **anonymous_models; /* served without a token (e.g. a public demo model) */
     int rbac;                /* "rules" given: deny what they do not grant */
+    char *audit_log;         /* JSON lines, one per request: a file (reopened on SIGHUP), "-" =
+                                stderr, NULL = none */
+    size_t n_forward;
+    char **forward_claims;  /* claim paths whose values go upstream as metadata ... */
+    char **forward_headers; /* ... under these names; client headers of these names are dropped */
     size_t n_rules;
     struct tg_rbac_rule_cfg *rules;
 };

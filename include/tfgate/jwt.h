@@ -78,8 +78,8 @@ struct tg_jwt_policy {
 /* The parts of a token, for choosing its provider and key before verification. Nothing here
  * is trusted until tg_jwt_verify succeeds. */
 struct tg_jwt_token {
-    json_t *header; /* owned */
-    json_t *claims; /* owned */
+    json_t *header;            /* owned */
+    json_t *claims;            /* owned */
     const char *signing_input; /* "header.payload" (points into the caller's token) */
     size_t signing_input_len;
     uint8_t *sig; /* decoded signature, owned */

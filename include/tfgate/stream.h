@@ -20,6 +20,7 @@
 #include "tfgate/arena.h"
 #include "tfgate/buf.h"
 
+struct tg_audit;
 struct tg_conn;
 struct tg_identity;
 struct tg_stream;
@@ -68,6 +69,10 @@ struct tg_stream {
     const struct tg_handler *handler;
     void *hdata;                        /* the handler's per-request state (in the arena) */
     const struct tg_identity *identity; /* the caller (auth.h), or NULL without auth */
+    struct tg_audit *audit;             /* what auth decided, for the audit record, or NULL */
+    int audited;                        /* the audit record was written */
+    const char *request_id;             /* tg_stream_request_id, once asked for */
+    size_t request_id_len;
 
     /* response, read by the protocol */
     int responded; /* a response was submitted */
@@ -132,6 +137,10 @@ void tg_stream_respond_grpc_status(struct tg_stream *st, int grpc_status, const 
 /* HTTP: |status| with a body (copied) of |content_type|. */
 void tg_stream_respond_http(struct tg_stream *st, int status, const char *content_type,
                             const char *body, size_t len);
+
+/* The request's id: the client's x-request-id when it is a usable one (printable, at most 128
+ * bytes), else a random UUID (version 4). Made once, kept in the arena. */
+const char *tg_stream_request_id(struct tg_stream *st, size_t *len);
 
 /* 1 if the request is gRPC (content-type application/grpc or application/grpc+...). */
 int tg_stream_is_grpc(const struct tg_stream *st);

@@ -96,6 +96,8 @@ class TestAuth(unittest.TestCase):
                 "roles_claim": "realm_access.roles",
                 "anonymous_models": ["half_plus_three"],
                 "rules": rules,
+                "audit_log": os.path.join(cls.tmp.name, "audit.jsonl"),
+                "forward_claims": {"sub": "x-tfgate-subject", "realm_access.roles": "x-tfgate-roles"},
             },
         }
         cls.gw = harness.Gateway("--config", harness.write_json(cls.tmp.name, "tfgate.json", cfg))
@@ -269,6 +271,26 @@ class TestAuth(unittest.TestCase):
                 self.assertNotIn("authorization", json.loads(line).get("metadata", {}))
                 self.assertNotIn(tok.split(".")[2], line)
 
+    def last_backend_metadata(self):
+        with open(self.record) as f:
+            return [json.loads(line) for line in f][-1]["metadata"]
+
+    def test_claims_forwarded_and_spoofing_stripped(self):
+        tok = self.token(sub="alice", realm_access={"roles": ["admin", "ops"]})
+        self.assertEqual(self.grpc_call(PS + "Predict", predict_msg(), tok,
+                                        metadata=[("x-tfgate-subject", "mallory"), ("x-tfgate-roles", "root")]),
+                         (grpc.StatusCode.OK, ""))
+        md = self.last_backend_metadata()
+        self.assertEqual((md["x-tfgate-subject"], md["x-tfgate-roles"]), ("alice", '["admin","ops"]'))
+        self.assertEqual(self.rest(self.PREDICT, tok, self.BODY,
+                                   headers=["X-Tfgate-Subject: mallory", "x-request-id: fw-1"])[0], 200)
+        md = self.last_backend_metadata()
+        self.assertEqual((md["x-tfgate-subject"], md["x-request-id"]), ("alice", "fw-1"))
+        # anonymous: nothing to forward, and the client's claim is still dropped
+        self.assertEqual(self.grpc_call(PS + "Predict", predict_msg("half_plus_three"),
+                                        metadata=[("x-tfgate-subject", "mallory")]), (grpc.StatusCode.OK, ""))
+        self.assertNotIn("x-tfgate-subject", self.last_backend_metadata())
+
     def sim_calls_with(self, text):
         with open(self.record) as f:
             return sum(1 for line in f if text in line)
@@ -357,6 +379,50 @@ class TestAuth(unittest.TestCase):
         # roles_claim is realm_access.roles; a space-separated string is split like a scope
         tok = self.token(realm_access={"roles": "viewer reader"})
         self.assertEqual(self.rest("/v1/models/half_plus_two/metadata", tok)[0], 200)
+
+    # ---- audit ----
+
+    def audit_records(self, request_id):
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            with open(os.path.join(self.tmp.name, "audit.jsonl")) as f:
+                recs = [json.loads(line) for line in f if request_id in line]
+            if recs:
+                return recs
+            time.sleep(0.02)
+        self.fail("no audit record for " + request_id)
+
+    def test_audit_records(self):
+        tok = self.token(sub="auditor", realm_access={"roles": ["predictor", "x"]})
+        self.rest("/v1/models/half_plus_two/labels/stable:predict", tok, self.BODY,
+                  headers=["x-request-id: audit-1"])
+        rec, = self.audit_records("audit-1")
+        self.assertEqual({k: rec[k] for k in ("request_id", "protocol", "decision", "reason", "subject", "roles",
+                                              "model", "method", "label", "signature", "status")},
+                         {"request_id": "audit-1", "protocol": "rest", "decision": "allow", "reason": "",
+                          "subject": "auditor", "roles": ["predictor", "x"], "model": "half_plus_two",
+                          "method": "predict", "label": "stable", "signature": "serving_default", "status": 200})
+        self.assertRegex(rec["time"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+        self.assertGreaterEqual(rec["latency_ms"], 0)
+        # refused before any model is known: the reason, no target
+        self.rest(self.PREDICT, self.token(exp=int(time.time()) - 999), self.BODY, headers=["x-request-id: audit-2"])
+        rec, = self.audit_records("audit-2")
+        self.assertEqual((rec["decision"], rec["reason"], rec["status"]), ("deny", "token expired", 401))
+        self.assertNotIn("model", rec)
+        # denied by RBAC over gRPC: the gRPC status
+        self.grpc_call(PS + "Predict", predict_msg(version=124), tok, metadata=[("x-request-id", "audit-3")])
+        rec, = self.audit_records("audit-3")
+        self.assertEqual((rec["protocol"], rec["decision"], rec["reason"], rec["status"], rec["version"]),
+                         ("grpc", "deny", "no rule grants it", grpc.StatusCode.PERMISSION_DENIED.value[0], 124))
+        # anonymous
+        self.rest("/v1/models/half_plus_three:predict", None, self.BODY, headers=["x-request-id: audit-4"])
+        rec, = self.audit_records("audit-4")
+        self.assertEqual((rec["decision"], rec["anonymous"], rec["status"]), ("allow", True, 200))
+        # never the token, never the body
+        with open(os.path.join(self.tmp.name, "audit.jsonl")) as f:
+            text = f.read()
+        self.assertNotIn(tok.split(".")[1], text)
+        self.assertNotIn("instances", text)
 
     # ---- key rotation ----
 

@@ -81,21 +81,24 @@ static enum tg_jwt_status check(const struct tg_jwt_keyset *ks, const char *head
 static void claims_at_their_boundaries(void **state)
 {
     (void)state;
-    struct tg_jwt_keyset *ks = keys("{\"keys\":[{\"kty\":\"oct\",\"kid\":\"a\",\"k\":\"" K1 "\"}]}");
+    struct tg_jwt_keyset *ks =
+        keys("{\"keys\":[{\"kty\":\"oct\",\"kid\":\"a\",\"k\":\"" K1 "\"}]}");
     /* exp: valid up to exp + 60 s of skew, inclusive */
-    assert_int_equal(check(ks, HDR, "{\"iss\":\"iss1\",\"aud\":\"api\",\"exp\":1799999940}", secret1),
-                     TG_JWT_OK);
-    assert_int_equal(check(ks, HDR, "{\"iss\":\"iss1\",\"aud\":\"api\",\"exp\":1799999939}", secret1),
-                     TG_JWT_EEXPIRED);
+    assert_int_equal(
+        check(ks, HDR, "{\"iss\":\"iss1\",\"aud\":\"api\",\"exp\":1799999940}", secret1),
+        TG_JWT_OK);
+    assert_int_equal(
+        check(ks, HDR, "{\"iss\":\"iss1\",\"aud\":\"api\",\"exp\":1799999939}", secret1),
+        TG_JWT_EEXPIRED);
     /* nbf: valid from nbf - 60 s */
-    assert_int_equal(check(ks, HDR,
-                           "{\"iss\":\"iss1\",\"aud\":\"api\",\"exp\":1800000100,\"nbf\":1800000060}",
-                           secret1),
-                     TG_JWT_OK);
-    assert_int_equal(check(ks, HDR,
-                           "{\"iss\":\"iss1\",\"aud\":\"api\",\"exp\":1800000100,\"nbf\":1800000061}",
-                           secret1),
-                     TG_JWT_ENBF);
+    assert_int_equal(
+        check(ks, HDR, "{\"iss\":\"iss1\",\"aud\":\"api\",\"exp\":1800000100,\"nbf\":1800000060}",
+              secret1),
+        TG_JWT_OK);
+    assert_int_equal(
+        check(ks, HDR, "{\"iss\":\"iss1\",\"aud\":\"api\",\"exp\":1800000100,\"nbf\":1800000061}",
+              secret1),
+        TG_JWT_ENBF);
     assert_int_equal(check(ks, HDR,
                            "{\"iss\":\"iss1\",\"aud\":\"api\",\"exp\":1800000100,\"nbf\":\"now\"}",
                            secret1),
@@ -104,20 +107,24 @@ static void claims_at_their_boundaries(void **state)
     assert_int_equal(check(ks, HDR, "{\"iss\":\"iss1\",\"aud\":\"api\"}", secret1), TG_JWT_ENOEXP);
     assert_int_equal(check(ks, HDR, "{\"iss\":\"iss1\",\"aud\":\"api\",\"exp\":\"2100\"}", secret1),
                      TG_JWT_ENOEXP);
-    assert_int_equal(check(ks, HDR, "{\"iss\":\"iss2\",\"aud\":\"api\",\"exp\":1800000100}", secret1),
-                     TG_JWT_EISS);
+    assert_int_equal(
+        check(ks, HDR, "{\"iss\":\"iss2\",\"aud\":\"api\",\"exp\":1800000100}", secret1),
+        TG_JWT_EISS);
     assert_int_equal(check(ks, HDR, "{\"aud\":\"api\",\"exp\":1800000100}", secret1), TG_JWT_EISS);
-    assert_int_equal(check(ks, HDR, "{\"iss\":\"iss1\",\"aud\":\"apix\",\"exp\":1800000100}", secret1),
-                     TG_JWT_EAUD);
+    assert_int_equal(
+        check(ks, HDR, "{\"iss\":\"iss1\",\"aud\":\"apix\",\"exp\":1800000100}", secret1),
+        TG_JWT_EAUD);
     assert_int_equal(
         check(ks, HDR, "{\"iss\":\"iss1\",\"aud\":[\"x\",\"tfgate\"],\"exp\":1800000100}", secret1),
         TG_JWT_OK);
-    assert_int_equal(check(ks, HDR, "{\"iss\":\"iss1\",\"aud\":[1,\"x\"],\"exp\":1800000100}", secret1),
-                     TG_JWT_EAUD);
+    assert_int_equal(
+        check(ks, HDR, "{\"iss\":\"iss1\",\"aud\":[1,\"x\"],\"exp\":1800000100}", secret1),
+        TG_JWT_EAUD);
     assert_int_equal(check(ks, HDR, "{\"iss\":\"iss1\",\"exp\":1800000100}", secret1), TG_JWT_EAUD);
     /* the signature is checked before any claim is believed */
-    assert_int_equal(check(ks, HDR, "{\"iss\":\"iss2\",\"exp\":1}", "another secret of 32 bytes...."),
-                     TG_JWT_ESIG);
+    assert_int_equal(
+        check(ks, HDR, "{\"iss\":\"iss2\",\"exp\":1}", "another secret of 32 bytes...."),
+        TG_JWT_ESIG);
     tg_jwt_keyset_unref(ks);
 }
 
@@ -153,8 +160,16 @@ static void decoding_limits(void **state)
     (void)state;
     struct tg_jwt_token t;
     static const char *const bad[] = {
-        "", "a", "a.b", "a.b.c.d", "..", "a..c", ".b.c", "e30=.e30.AA", "e30.e30.A*",
-        "W10.e30.AA", /* header [] */
+        "",
+        "a",
+        "a.b",
+        "a.b.c.d",
+        "..",
+        "a..c",
+        ".b.c",
+        "e30=.e30.AA",
+        "e30.e30.A*",
+        "W10.e30.AA",    /* header [] */
         "e30.bnVsbA.AA", /* payload null */
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -209,7 +224,8 @@ static void keyset_rules(void **state)
     }
     /* a provider limited to RS256 does not take an oct key */
     const char *oct = "{\"kty\":\"oct\",\"k\":\"" K1 "\"}";
-    assert_int_equal(tg_jwt_keyset_parse(oct, strlen(oct), TG_JWT_RS256, &ks, err, sizeof(err)), -1);
+    assert_int_equal(tg_jwt_keyset_parse(oct, strlen(oct), TG_JWT_RS256, &ks, err, sizeof(err)),
+                     -1);
     /* a single JWK is a set of one; references keep it alive */
     assert_int_equal(tg_jwt_keyset_parse(oct, strlen(oct), TG_JWT_HS256, &ks, err, sizeof(err)), 0);
     tg_jwt_keyset_ref(ks);
