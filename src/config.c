@@ -933,7 +933,9 @@ int tg_config_parse_json(const char *text, size_t len, const char *origin, struc
 {
     static const char *const keys[] = {"workers", "log_level", "listen", "pools",
                                        "routes",  "limits",    "auth",   NULL};
-    static const char *const rkeys[] = {"model", "pool", "timeout_ms", "max_timeout_ms", NULL};
+    static const char *const rkeys[] = {
+        "model",     "pool",         "timeout_ms",        "max_timeout_ms",
+        "max_batch", "max_elements", "max_request_bytes", NULL};
     struct jctx c = {.text = text, .len = len, .origin = origin, .err = err, .errlen = errlen};
     struct tg_config *cfg = tg_xcalloc(1, sizeof(*cfg));
     json_error_t jerr;
@@ -1006,7 +1008,10 @@ int tg_config_parse_json(const char *text, size_t len, const char *origin, struc
             if (jkeys(&c, e, rkeys) != 0 || jstr(&c, e, "model", &r->model) != 0 ||
                 jstr(&c, e, "pool", &r->pool) != 0 ||
                 ju32(&c, e, "timeout_ms", &r->timeout_ms) != 0 ||
-                ju32(&c, e, "max_timeout_ms", &r->max_timeout_ms) != 0)
+                ju32(&c, e, "max_timeout_ms", &r->max_timeout_ms) != 0 ||
+                juint(&c, e, "max_batch", UINT32_MAX, &r->max_batch) != 0 ||
+                juint(&c, e, "max_elements", UINT64_MAX >> 1, &r->max_elements) != 0 ||
+                juint(&c, e, "max_request_bytes", UINT64_MAX >> 1, &r->max_request_bytes) != 0)
                 goto fail;
             if (r->model == NULL || r->pool == NULL) {
                 jfail(&c, "needs 'model' and 'pool'");

@@ -9,6 +9,7 @@
 
 #include <grpc/status.h>
 
+#include "tfgate/admission.h"
 #include "tfgate/auth.h"
 #include "tfgate/common.h"
 #include "tfgate/config.h"
@@ -198,6 +199,23 @@ static void on_request(struct tg_stream *st)
         snprintf(text, sizeof(text), "tfgate: no route for model '%.200s'", spec.name);
         tg_stream_respond_grpc_status(st, GRPC_STATUS_NOT_FOUND, text);
         return;
+    }
+    if (route->max_batch || route->max_elements || route->max_request_bytes) {
+        struct tg_request_size size = {-1, 0, msg_len};
+        char text[400];
+        if (method == TG_GM_PREDICT && tg_grpc_predict_size(msg, msg_len, &st->arena, &size) != 0) {
+            tg_stream_respond_grpc_status(st, GRPC_STATUS_INTERNAL,
+                                          "tfgate: the request message is not valid protobuf");
+            return;
+        }
+        enum tg_admission adm = tg_admission_check(route, spec.name, &size, text, sizeof(text));
+        if (adm != TG_ADMIT) {
+            tg_stream_respond_grpc_status(st,
+                                          adm == TG_ADMISSION_BYTES ? GRPC_STATUS_RESOURCE_EXHAUSTED
+                                                                    : GRPC_STATUS_INVALID_ARGUMENT,
+                                          text);
+            return;
+        }
     }
     uint64_t timeout_ms = deadline_for(st, route, &bad_timeout);
     if (bad_timeout) {

@@ -12,6 +12,7 @@
 #include "tfgate/arena.h"
 #include "tfgate/common.h"
 #include "tfgate/error.h"
+#include "tfgate/admission.h"
 #include "tfgate/grpc_wire.h"
 
 const char *const tg_grpc_method_paths[TG_GM_COUNT] = {
@@ -342,6 +343,43 @@ int tg_grpc_task_model_spec(enum tg_grpc_method method, const uint8_t *msg, size
         out->label = spec->version_label ? spec->version_label : "";
     }
     return 1;
+}
+
+int tg_grpc_predict_size(const uint8_t *msg, size_t len, struct tg_arena *arena,
+                         struct tg_request_size *out)
+{
+    ProtobufCAllocator alloc = {arena_alloc_cb, arena_free_cb, arena};
+    out->batch = -1;
+    out->elements = 0;
+    out->bytes = len;
+    for (long k = 0;; k++) {
+        const uint8_t *entry, *value, *shape;
+        size_t entry_len, value_len, shape_len;
+        if (collect_field(msg, len, 2, k, arena, &entry, &entry_len) != 0)
+            return TG_EINVAL;
+        if (entry == NULL)
+            return 0; /* no more inputs */
+        if (collect_field(entry, entry_len, 2, -1, arena, &value, &value_len) != 0 ||
+            (value != NULL &&
+             collect_field(value, value_len, 2, -1, arena, &shape, &shape_len) != 0))
+            return TG_EINVAL;
+        if (value == NULL || shape == NULL) {
+            out->elements += out->elements < UINT64_MAX; /* no shape: a scalar */
+            continue;
+        }
+        Tensorflow__TensorShapeProto *sh =
+            tensorflow__tensor_shape_proto__unpack(&alloc, shape_len, shape);
+        if (sh == NULL)
+            return TG_EINVAL;
+        uint64_t n = 1;
+        for (size_t d = 0; d < sh->n_dim; d++) {
+            uint64_t size = sh->dim[d]->size > 0 ? (uint64_t)sh->dim[d]->size : 0;
+            n = size != 0 && n > UINT64_MAX / size ? UINT64_MAX : n * size;
+        }
+        if (sh->n_dim > 0 && sh->dim[0]->size > out->batch)
+            out->batch = sh->dim[0]->size;
+        out->elements = out->elements + n < out->elements ? UINT64_MAX : out->elements + n;
+    }
 }
 
 static int is_token_char(unsigned char c)

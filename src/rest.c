@@ -26,6 +26,7 @@
 #include "tensorflow_serving/apis/predict.pb-c.h"
 #include "tensorflow_serving/apis/regression.pb-c.h"
 
+#include "tfgate/admission.h"
 #include "tfgate/arena.h"
 #include "tfgate/auth.h"
 #include "tfgate/compress.h"
@@ -329,6 +330,13 @@ static void call_backend(struct tg_stream *st, struct rest *r, enum tg_grpc_meth
                          const ProtobufCMessage *msg, next_step *next)
 {
     size_t len = protobuf_c_message_get_packed_size(msg);
+    if (r->route->max_request_bytes && len > r->route->max_request_bytes) {
+        struct tg_request_size size = {-1, 0, len};
+        char text[400];
+        tg_admission_check(r->route, r->name, &size, text, sizeof(text));
+        respond_error(st, 413, text);
+        return;
+    }
     uint8_t *buf = tg_arena_alloc(&st->arena, len + 1, 8);
     protobuf_c_message_pack(msg, buf);
     /* metadata: the request id, and the caller's forwarded claims (auth.h) */
@@ -614,6 +622,15 @@ static void predict_with_signature(struct tg_stream *st, struct rest *r, const s
             return;
         if (tg_tj_decode_predict(&st->arena, r->body, &se->sig, req, &r->row, &err) != 0) {
             respond_grpc_error(st, err.code, err.message);
+            return;
+        }
+    }
+    if (r->route->max_batch || r->route->max_elements) {
+        struct tg_request_size size;
+        char text[400];
+        tg_admission_of_predict(req, &size);
+        if (tg_admission_check(r->route, r->name, &size, text, sizeof(text)) != TG_ADMIT) {
+            respond_error(st, 400, text);
             return;
         }
     }

@@ -52,6 +52,10 @@ struct tg_route_cfg {
     char *pool;          /* a pool's name */
     uint32_t timeout_ms; /* deadline when the client sends none; 0 = limits.default_deadline_ms */
     uint32_t max_timeout_ms; /* clamp for client deadlines; 0 = limits.max_deadline_ms */
+    /* admission (admission.h), checked before a request reaches a backend; 0 = no limit */
+    uint64_t max_batch;         /* dim 0 of any Predict input */
+    uint64_t max_elements;      /* values over all Predict inputs */
+    uint64_t max_request_bytes; /* the serialized request the backend would receive */
 };
 
 struct tg_limits {

@@ -74,6 +74,15 @@ int tg_grpc_model_spec(enum tg_grpc_method method, const uint8_t *msg, size_t le
 int tg_grpc_task_model_spec(enum tg_grpc_method method, const uint8_t *msg, size_t len, size_t task,
                             struct tg_arena *arena, struct tg_model_spec *out);
 
+struct tg_request_size;
+
+/* The size of a serialized PredictRequest for admission (admission.h) and routing: the inputs'
+ * shapes are read from the wire (map entries, TensorProto.tensor_shape, with protobuf's merge
+ * rules), nothing else is decoded; |out->bytes| is |len|. Returns 0, or TG_EINVAL when the
+ * message is not valid protobuf. */
+int tg_grpc_predict_size(const uint8_t *msg, size_t len, struct tg_arena *arena,
+                         struct tg_request_size *out);
+
 /* 1 if an HTTP/2 request header may be forwarded to the backend as gRPC metadata: lower-case
  * token name, not a pseudo-header, not hop-by-hop, not one gRPC core sets itself (te,
  * content-type, user-agent, grpc-*), not host or authorization; and for non "-bin" names a

@@ -16,6 +16,7 @@
 
 #include "tfgate/arena.h"
 #include "tfgate/error.h"
+#include "tfgate/admission.h"
 #include "tfgate/grpc_wire.h"
 
 static void frame(uint8_t *out, uint8_t flag, uint32_t len)
@@ -206,6 +207,99 @@ static void model_spec(void **state)
     tg_arena_dispose(&a);
 }
 
+/* Every task of a MultiInference request, for RBAC; other methods have exactly one. */
+static void task_model_specs(void **state)
+{
+    (void)state;
+    struct tg_arena a;
+    struct tg_model_spec s;
+    uint8_t mi[64];
+    size_t k = 0;
+    /* two tasks: {model_spec {name "a" signature_name "s1"}}, {model_spec {name "a"
+     * signature_name "s2"}} */
+    for (int t = 0; t < 2; t++) {
+        const uint8_t spec[] = {0x0a, 0x01, 'a', 0x1a, 0x02, 's', (uint8_t)('1' + t)};
+        mi[k++] = 0x0a;
+        mi[k++] = 2 + sizeof(spec);
+        mi[k++] = 0x0a;
+        mi[k++] = sizeof(spec);
+        memcpy(mi + k, spec, sizeof(spec));
+        k += sizeof(spec);
+    }
+    tg_arena_init(&a);
+    assert_int_equal(tg_grpc_task_model_spec(TG_GM_MULTI_INFERENCE, mi, k, 0, &a, &s), 1);
+    assert_string_equal(s.signature, "s1");
+    assert_int_equal(tg_grpc_task_model_spec(TG_GM_MULTI_INFERENCE, mi, k, 1, &a, &s), 1);
+    assert_string_equal(s.signature, "s2");
+    assert_int_equal(tg_grpc_task_model_spec(TG_GM_MULTI_INFERENCE, mi, k, 2, &a, &s), 0);
+    assert_int_equal(tg_grpc_task_model_spec(TG_GM_PREDICT, mi, k, 1, &a, &s), 0);
+    assert_int_equal(tg_grpc_task_model_spec(TG_GM_MULTI_INFERENCE, mi, k - 1, 1, &a, &s), -1);
+    tg_arena_dispose(&a);
+}
+
+/* Shapes read off the wire, with protobuf's merge rule (repeated tensor_shape fields append
+ * their dims), without decoding the tensors. */
+static void predict_size(void **state)
+{
+    (void)state;
+    struct tg_arena a;
+    struct tg_request_size sz;
+    Tensorflow__Serving__PredictRequest req = TENSORFLOW__SERVING__PREDICT_REQUEST__INIT;
+    Tensorflow__Serving__PredictRequest__InputsEntry e[2], *ep[2] = {&e[0], &e[1]};
+    Tensorflow__TensorProto t[2];
+    Tensorflow__TensorShapeProto sh[2];
+    Tensorflow__TensorShapeProto__Dim d[3], *dp0[2] = {&d[0], &d[1]}, *dp1[1] = {&d[2]};
+    for (int i = 0; i < 3; i++)
+        tensorflow__tensor_shape_proto__dim__init(&d[i]);
+    d[0].size = 8;
+    d[1].size = 3;
+    d[2].size = 5;
+    for (int i = 0; i < 2; i++) {
+        tensorflow__serving__predict_request__inputs_entry__init(&e[i]);
+        tensorflow__tensor_proto__init(&t[i]);
+        tensorflow__tensor_shape_proto__init(&sh[i]);
+        t[i].tensor_shape = &sh[i];
+        e[i].value = &t[i];
+    }
+    e[0].key = "a";
+    e[1].key = "b";
+    sh[0].n_dim = 2;
+    sh[0].dim = dp0;
+    sh[1].n_dim = 1;
+    sh[1].dim = dp1;
+    req.n_inputs = 2;
+    req.inputs = ep;
+    uint8_t buf[256];
+    size_t n = tensorflow__serving__predict_request__pack(&req, buf);
+
+    tg_arena_init(&a);
+    assert_int_equal(tg_grpc_predict_size(buf, n, &a, &sz), 0);
+    assert_int_equal(sz.batch, 8);
+    assert_int_equal(sz.elements, 8 * 3 + 5);
+    assert_int_equal(sz.bytes, n);
+    /* the same, as the decoded message sees it */
+    struct tg_request_size dec;
+    tg_admission_of_predict(&req, &dec);
+    assert_int_equal(dec.batch, 8);
+    assert_int_equal(dec.elements, 29);
+
+    /* input b's TensorProto followed by a second tensor_shape {dim {size: 2}}: dims append */
+    uint8_t merged[300];
+    const uint8_t extra_entry[] = {0x12, 0x0b, 0x0a, 0x01, 'c',  0x12, 0x06,
+                                   0x12, 0x04, 0x12, 0x02, 0x08, 0x07}; /* c: shape [7] */
+    memcpy(merged, buf, n);
+    memcpy(merged + n, extra_entry, sizeof(extra_entry));
+    assert_int_equal(tg_grpc_predict_size(merged, n + sizeof(extra_entry), &a, &sz), 0);
+    assert_int_equal(sz.elements, 29 + 7);
+    const uint8_t split[] = {0x12, 0x0f, 0x0a, 0x01, 'c',  0x12, 0x0a, 0x12, 0x02,
+                             0x12, 0x00, 0x12, 0x04, 0x12, 0x02, 0x08, 0x06}; /* [0]+[6] */
+    assert_int_equal(tg_grpc_predict_size(split, sizeof(split), &a, &sz), 0);
+    assert_int_equal(sz.batch, 0);
+    assert_int_equal(sz.elements, 0);
+    assert_int_equal(tg_grpc_predict_size(buf, n - 1, &a, &sz), TG_EINVAL);
+    tg_arena_dispose(&a);
+}
+
 static void model_spec_never_crashes_on_noise(void **state)
 {
     (void)state;
@@ -253,10 +347,11 @@ static void forwardable(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(unframe),     cmocka_unit_test(unframe_gzip_and_bomb),
-        cmocka_unit_test(timeouts),    cmocka_unit_test(percent),
-        cmocka_unit_test(model_spec),  cmocka_unit_test(model_spec_never_crashes_on_noise),
-        cmocka_unit_test(forwardable),
+        cmocka_unit_test(unframe),      cmocka_unit_test(unframe_gzip_and_bomb),
+        cmocka_unit_test(timeouts),     cmocka_unit_test(percent),
+        cmocka_unit_test(model_spec),   cmocka_unit_test(model_spec_never_crashes_on_noise),
+        cmocka_unit_test(forwardable),  cmocka_unit_test(task_model_specs),
+        cmocka_unit_test(predict_size),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
