@@ -82,6 +82,9 @@ static void set_defaults(struct tg_config *c)
         .reset_rate = 33,
         .sweep_interval_ms = 1000,
     };
+    c->ratelimit.redis_timeout_ms = 100;
+    c->ratelimit.redis_prefix = tg_xstrdup("tfgate:rl:");
+    c->ratelimit.max_keys = 100000;
     c->auth.max_token_bytes = 8192;
     c->auth.token_cache_entries = 10000;
 }
@@ -188,6 +191,11 @@ static void free_config(struct tg_config *c)
     }
     free(c->routes);
     free_auth(&c->auth);
+    for (size_t i = 0; i < c->ratelimit.n_models; i++)
+        free(c->ratelimit.models[i].model);
+    free(c->ratelimit.models);
+    free(c->ratelimit.redis_host);
+    free(c->ratelimit.redis_prefix);
     free(c->source);
     free(c);
 }
@@ -698,6 +706,86 @@ static int parse_auth(struct jctx *c, json_t *j, struct tg_auth_cfg *a)
     return 0;
 }
 
+static int parse_bucket(struct jctx *c, json_t *j, struct tg_bucket_cfg *b)
+{
+    static const char *const keys[] = {"rate", "burst", NULL};
+    json_t *rate = json_object_get(j, "rate"), *burst = json_object_get(j, "burst");
+    if (jkeys(c, j, keys) != 0)
+        return -1;
+    if (!json_is_number(rate) || json_number_value(rate) <= 0 || json_number_value(rate) > 1e9)
+        return jfail(c, "'rate' (requests per second) must be a number above 0");
+    b->rate = json_number_value(rate);
+    b->burst = b->rate < 1 ? 1 : b->rate;
+    if (burst != NULL) {
+        if (!json_is_number(burst) || json_number_value(burst) < 1 ||
+            json_number_value(burst) > 1e9)
+            return jfail(c, "'burst' must be a number from 1");
+        b->burst = json_number_value(burst);
+    }
+    return 0;
+}
+
+static int parse_ratelimit(struct jctx *c, json_t *j, struct tg_ratelimit_cfg *r)
+{
+    static const char *const keys[] = {"identity", "models", "redis", "max_keys", NULL};
+    static const char *const rkeys[] = {"address", "timeout_ms", "on_failure", "prefix", NULL};
+    json_t *v, *e;
+    const char *key;
+    size_t old;
+
+    if (jkeys(c, j, keys) != 0 || ju32(c, j, "max_keys", &r->max_keys) != 0)
+        return -1;
+    if ((v = json_object_get(j, "identity")) != NULL) {
+        old = jpush(c, "identity", 0);
+        if (parse_bucket(c, v, &r->identity) != 0)
+            return -1;
+        jpop(c, old);
+    }
+    if ((v = json_object_get(j, "models")) != NULL) {
+        old = jpush(c, "models", 0);
+        if (!json_is_object(v))
+            return jfail(c, "must be an object of model -> {\"rate\": ..., \"burst\": ...}");
+        r->models = tg_xcalloc(json_object_size(v) + 1, sizeof(*r->models));
+        json_object_foreach(v, key, e)
+        {
+            size_t o2 = jpush(c, key, 0);
+            struct tg_model_limit_cfg *m = &r->models[r->n_models++];
+            m->model = tg_xstrdup(key);
+            if (parse_bucket(c, e, &m->bucket) != 0)
+                return -1;
+            jpop(c, o2);
+        }
+        jpop(c, old);
+    }
+    if ((v = json_object_get(j, "redis")) != NULL) {
+        char *addr = NULL, *fail = NULL;
+        old = jpush(c, "redis", 0);
+        if (jkeys(c, v, rkeys) != 0 || jstr(c, v, "address", &addr) != 0 ||
+            jstr(c, v, "on_failure", &fail) != 0 ||
+            ju32(c, v, "timeout_ms", &r->redis_timeout_ms) != 0 ||
+            jstr(c, v, "prefix", &r->redis_prefix) != 0) {
+            free(addr);
+            free(fail);
+            return -1;
+        }
+        int bad_addr = addr == NULL ||
+                       tg_config_parse_address(addr, &r->redis_host, &r->redis_port) != 0 ||
+                       r->redis_port == 0;
+        int bad_fail = fail != NULL && strcmp(fail, "local") != 0 && strcmp(fail, "deny") != 0;
+        r->redis_fail_closed = fail != NULL && strcmp(fail, "deny") == 0;
+        free(addr);
+        free(fail);
+        if (bad_addr)
+            return jfail(c, "needs 'address': \"ip:port\" of the Redis server");
+        if (bad_fail)
+            return jfail(c, "'on_failure' must be \"local\" (local buckets) or \"deny\"");
+        if (r->redis_timeout_ms == 0)
+            return jfail(c, "'timeout_ms' must be above 0");
+        jpop(c, old);
+    }
+    return 0;
+}
+
 static int parse_listen(struct jctx *c, json_t *j, struct tg_listen_cfg *l)
 {
     static const char *const keys[] = {"address", "tls", NULL};
@@ -931,8 +1019,8 @@ static int validate(struct tg_config *c, char *err, size_t errlen)
 int tg_config_parse_json(const char *text, size_t len, const char *origin, struct tg_config **out,
                          char *err, size_t errlen)
 {
-    static const char *const keys[] = {"workers", "log_level", "listen", "pools",
-                                       "routes",  "limits",    "auth",   NULL};
+    static const char *const keys[] = {"workers", "log_level", "listen",      "pools", "routes",
+                                       "limits",  "auth",      "rate_limits", NULL};
     static const char *const rkeys[] = {
         "model",     "pool",         "timeout_ms",        "max_timeout_ms",
         "max_batch", "max_elements", "max_request_bytes", NULL};
@@ -1024,6 +1112,12 @@ int tg_config_parse_json(const char *text, size_t len, const char *origin, struc
     if ((v = json_object_get(root, "limits")) != NULL) {
         old = jpush(&c, "limits", 0);
         if (parse_limits(&c, v, &cfg->limits) != 0)
+            goto fail;
+        jpop(&c, old);
+    }
+    if ((v = json_object_get(root, "rate_limits")) != NULL) {
+        old = jpush(&c, "rate_limits", 0);
+        if (parse_ratelimit(&c, v, &cfg->ratelimit) != 0)
             goto fail;
         jpop(&c, old);
     }

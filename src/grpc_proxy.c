@@ -18,6 +18,7 @@
 #include "tfgate/grpc_wire.h"
 #include "tfgate/log.h"
 #include "tfgate/pool.h"
+#include "tfgate/ratelimit.h"
 #include "tfgate/router.h"
 #include "tfgate/stream.h"
 #include "tfgate/upstream.h"
@@ -26,6 +27,10 @@
 struct proxy {
     struct tg_upstream_call call;
     struct tg_pool *pool;
+    const struct tg_route_cfg *route;
+    int method;         /* enum tg_grpc_method */
+    const uint8_t *msg; /* the request message, unframed (in the body or the arena) */
+    size_t msg_len;
     const char *request_id;
     size_t request_id_len;
     int in_flight;
@@ -153,6 +158,8 @@ static int authorize(struct tg_stream *st, int method, const uint8_t *msg, size_
     return 0;
 }
 
+static void forward(struct tg_stream *st);
+
 static void on_request(struct tg_stream *st)
 {
     struct proxy *px = TG_ARENA_NEW(&st->arena, struct proxy);
@@ -161,7 +168,7 @@ static void on_request(struct tg_stream *st)
     const uint8_t *msg;
     size_t msg_len;
     const char *why = NULL;
-    int rv, bad_timeout;
+    int rv;
 
     st->hdata = px;
     int method = tg_grpc_method_from_path(st->path, st->path_len);
@@ -217,7 +224,21 @@ static void on_request(struct tg_stream *st)
             return;
         }
     }
-    uint64_t timeout_ms = deadline_for(st, route, &bad_timeout);
+    px->method = method;
+    px->msg = msg;
+    px->msg_len = msg_len;
+    px->route = route;
+    if (tg_ratelimit_check(st, spec.name, forward) == 0)
+        forward(st);
+}
+
+/* Allowed: deadline, metadata, and the call. Also the continuation of a rate-limit check that
+ * waited for Redis. */
+static void forward(struct tg_stream *st)
+{
+    struct proxy *px = st->hdata;
+    int bad_timeout;
+    uint64_t timeout_ms = deadline_for(st, px->route, &bad_timeout);
     if (bad_timeout) {
         tg_stream_respond_grpc_status(st, GRPC_STATUS_INTERNAL, "tfgate: malformed grpc-timeout");
         return;
@@ -252,11 +273,11 @@ static void on_request(struct tg_stream *st)
 
     struct tg_upstream_req req = {
         .pool = px->pool,
-        .method = (enum tg_grpc_method)method,
+        .method = (enum tg_grpc_method)px->method,
         .md = md,
         .n_md = n_md,
-        .message = msg, /* points into the stream's body: the stream outlives the call */
-        .message_len = msg_len,
+        .message = px->msg, /* in the stream's body or arena: the stream outlives the call */
+        .message_len = px->msg_len,
         .timeout_ms = timeout_ms,
     };
     tg_stream_ref(st); /* the call's reference, dropped in on_upstream_done */

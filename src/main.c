@@ -18,6 +18,7 @@
 #include <openssl/ssl.h>
 
 #include "tfgate/auth.h"
+#include "tfgate/ratelimit.h"
 #include "tfgate/common.h"
 #include "tfgate/config.h"
 #include "tfgate/log.h"
@@ -169,6 +170,7 @@ int main(int argc, char **argv)
         status = 1;
         goto out_grpc;
     }
+    gw.ratelimit = tg_ratelimit_new(&cfg->ratelimit);
     gw.pools = tg_pools_new(cfg, err, sizeof(err));
     if (gw.pools == NULL) {
         fprintf(stderr, "tfgate: %s\n", err);
@@ -223,6 +225,7 @@ int main(int argc, char **argv)
     tg_log(TG_LOG_INFO, "main", "stopped");
     tg_pools_free(gw.pools);
 out_grpc:
+    tg_ratelimit_free(gw.ratelimit);
     tg_auth_free(gw.auth);
     grpc_shutdown();
 out_listeners:

@@ -37,6 +37,7 @@
 #include "tfgate/json.h"
 #include "tfgate/log.h"
 #include "tfgate/pool.h"
+#include "tfgate/ratelimit.h"
 #include "tfgate/rest.h"
 #include "tfgate/stream.h"
 #include "tfgate/tensor_json.h"
@@ -928,6 +929,43 @@ static void maybe_gunzip(struct tg_stream *st, const uint8_t **body, size_t *len
     *len = out_len;
 }
 
+/* The request is allowed: on to the backend. Also the continuation of a rate-limit check
+ * that waited for Redis. */
+static void proceed(struct tg_stream *st)
+{
+    struct rest *r = st->hdata;
+    switch (r->kind) {
+    case R_STATUS: {
+        Tensorflow__Serving__GetModelStatusRequest *req =
+            TG_ARENA_NEW(&st->arena, Tensorflow__Serving__GetModelStatusRequest);
+        tensorflow__serving__get_model_status_request__init(req);
+        req->model_spec = model_spec(st, r, NULL); /* the label is sent; TF Serving ignores it */
+        call_backend(st, r, TG_GM_GET_MODEL_STATUS, &req->base, status_done);
+        return;
+    }
+    case R_METADATA:
+        call_backend(st, r, TG_GM_GET_MODEL_METADATA, &metadata_request(st, r)->base,
+                     metadata_done);
+        return;
+    case R_PREDICT:
+        start_predict(st, r);
+        return;
+    default:
+        start_classify(st, r);
+        return;
+    }
+}
+
+/* Access (auth.h) and rate limits (ratelimit.h), then proceed: the same steps as a gRPC call's.
+ * An anonymous caller was already decided by the model alone. */
+static void admit(struct tg_stream *st, struct rest *r)
+{
+    if (st->identity != NULL && !st->identity->anonymous && authorize(st, r) != 0)
+        return;
+    if (tg_ratelimit_check(st, r->name, proceed) == 0)
+        proceed(st);
+}
+
 static void on_request(struct tg_stream *st)
 {
     struct rest *r = TG_ARENA_NEW(&st->arena, struct rest);
@@ -944,9 +982,7 @@ static void on_request(struct tg_stream *st)
     r->signature = "";
     /* an anonymous caller is decided by the model alone, before its body is looked at; the
      * others once the body names the signature */
-    if (st->identity != NULL &&
-        (st->identity->anonymous || r->kind == R_STATUS || r->kind == R_METADATA) &&
-        authorize(st, r) != 0)
+    if (st->identity != NULL && st->identity->anonymous && authorize(st, r) != 0)
         return;
     r->pool = tg_pools_route(st->w->gw->pools, r->name, &r->route);
     if (r->pool == NULL) {
@@ -955,17 +991,8 @@ static void on_request(struct tg_stream *st)
         respond_error(st, 404, msg);
         return;
     }
-    if (r->kind == R_STATUS) {
-        Tensorflow__Serving__GetModelStatusRequest *req =
-            TG_ARENA_NEW(&st->arena, Tensorflow__Serving__GetModelStatusRequest);
-        tensorflow__serving__get_model_status_request__init(req);
-        req->model_spec = model_spec(st, r, NULL); /* the label is sent; TF Serving ignores it */
-        call_backend(st, r, TG_GM_GET_MODEL_STATUS, &req->base, status_done);
-        return;
-    }
-    if (r->kind == R_METADATA) {
-        call_backend(st, r, TG_GM_GET_MODEL_METADATA, &metadata_request(st, r)->base,
-                     metadata_done);
+    if (r->kind == R_STATUS || r->kind == R_METADATA) {
+        admit(st, r);
         return;
     }
 
@@ -984,21 +1011,14 @@ static void on_request(struct tg_stream *st)
         if (tg_tjf_scan(&st->arena, r->text, r->text_len, r->fast)) {
             r->signature = r->fast->signature_name ? r->fast->signature_name : "";
             r->has_signature = r->fast->signature_name != NULL;
-            if (st->identity != NULL && authorize(st, r) != 0)
-                return;
-            start_predict(st, r);
+            admit(st, r);
             return;
         }
         r->fast = NULL;
     }
     if (parse_body(st, r) != 0)
         return;
-    if (st->identity != NULL && authorize(st, r) != 0)
-        return;
-    if (r->kind == R_PREDICT)
-        start_predict(st, r);
-    else
-        start_classify(st, r);
+    admit(st, r);
 }
 
 static void on_close(struct tg_stream *st)

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "tfgate/auth.h"
+#include "tfgate/ratelimit.h"
 #include "tfgate/common.h"
 #include "tfgate/config.h"
 #include "tfgate/conn.h"
@@ -192,6 +193,7 @@ static void maybe_finish(struct tg_worker *w)
     }
     if (w->n_conns == 0 && w->n_calls == 0) {
         tg_upstream_h2_worker_stop(w);
+        tg_ratelimit_worker_stop(w);
         w->cq_shutdown = 1;
         grpc_completion_queue_shutdown(w->cq);
     }
@@ -243,6 +245,7 @@ static void *loop_main(void *arg)
 {
     struct tg_worker *w = arg;
     tg_upstream_h2_worker_start(w);
+    tg_ratelimit_worker_start(w);
     uv_run(&w->loop, UV_RUN_DEFAULT);
     /* stopped by pump_exit: every connection and call is gone; close the loop's handles */
     uv_walk(&w->loop, close_walk, NULL);
@@ -250,6 +253,7 @@ static void *loop_main(void *arg)
     tg_upstream_h2_worker_free(w);
     tg_rest_cache_free(w);
     tg_auth_cache_free(w);
+    tg_ratelimit_worker_free(w);
     return NULL;
 }
 

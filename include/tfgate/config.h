@@ -133,6 +133,32 @@ struct tg_auth_cfg {
     struct tg_rbac_rule_cfg *rules;
 };
 
+/* A token bucket: |rate| tokens per second, at most |burst| saved up. */
+struct tg_bucket_cfg {
+    double rate; /* 0: no limit */
+    double burst;
+};
+
+struct tg_model_limit_cfg {
+    char *model; /* exact name, or "*" (each model gets its own bucket) */
+    struct tg_bucket_cfg bucket;
+};
+
+/* Request rate limits (ratelimit.h): local to the process, or shared by every replica through
+ * Redis. */
+struct tg_ratelimit_cfg {
+    struct tg_bucket_cfg identity; /* per caller (provider + subject; anonymous callers share
+                                      one bucket) */
+    size_t n_models;
+    struct tg_model_limit_cfg *models;
+    char *redis_host; /* NULL: local buckets only */
+    int redis_port;
+    uint32_t redis_timeout_ms; /* a slower answer counts as a Redis failure; default 100 */
+    int redis_fail_closed;     /* Redis unreachable: refuse (503) instead of local buckets */
+    char *redis_prefix;        /* key prefix; default "tfgate:rl:" */
+    uint32_t max_keys;         /* local buckets kept; default 100000 */
+};
+
 struct tg_config {
     atomic_int refs;
     size_t n_listens;
@@ -143,6 +169,7 @@ struct tg_config {
     struct tg_route_cfg *routes;
     struct tg_limits limits;
     struct tg_auth_cfg auth;
+    struct tg_ratelimit_cfg ratelimit;
     uint32_t workers; /* event-loop threads; default: one per core */
     int log_level;    /* enum tg_log_level */
     char *source;     /* the file it came from, or "command line" */

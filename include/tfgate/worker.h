@@ -32,6 +32,8 @@ struct h2up;
 struct tg_rest_cache;
 struct tg_auth;
 struct tg_auth_cache;
+struct tg_ratelimit;
+struct rl_redis;
 
 /* A message for a worker's loop thread. The poster owns it until deliver() runs. */
 struct tg_msg {
@@ -55,7 +57,8 @@ struct tg_listener {
 struct tg_gateway {
     struct tg_config *config; /* a reference */
     struct tg_pools *pools;
-    struct tg_auth *auth; /* NULL: no authentication configured */
+    struct tg_auth *auth;           /* NULL: no authentication configured */
+    struct tg_ratelimit *ratelimit; /* NULL: no rate limits configured */
     size_t n_listeners;
     struct tg_listener *listeners;
     size_t n_workers;
@@ -94,6 +97,7 @@ struct tg_worker {
     struct h2up *h2up;                /* the native transport's connections (upstream_h2.c) */
     struct tg_rest_cache *rest_cache; /* REST: signatures by model (rest.c) */
     struct tg_auth_cache *auth_cache; /* verified tokens (auth.c) */
+    struct rl_redis *rl_redis;        /* the Redis connection of the rate limits (ratelimit.c) */
 
     int draining;
     uint64_t drain_deadline_ms;

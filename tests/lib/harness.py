@@ -165,6 +165,30 @@ class Sim(Proc):
             return json.loads(ch.unary_unary("/tfsim.Sim/Control")(json.dumps(op).encode(), timeout=5))
 
 
+class Redis(Proc):
+    """Debian's redis-server on a free loopback port, nothing persisted. Redis cannot pick its own
+    port and report it, so a free one is found first (retried if another process takes it)."""
+
+    def __init__(self, port=None):
+        for attempt in range(5):
+            self.port = port or free_port()
+            try:
+                super().__init__(["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
+                                  "--save", "", "--appendonly", "no", "--protected-mode", "no",
+                                  "--logfile", ""], r"Ready to accept connections")
+                break
+            except StartError:
+                if port or attempt == 4:
+                    raise
+        self.addr = "127.0.0.1:%d" % self.port
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def write_json(tmpdir, name, obj):
     path = os.path.join(tmpdir, name)
     with open(path, "w") as f:
