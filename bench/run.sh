@@ -6,6 +6,7 @@
 #   bench/run.sh grpc       gRPC passthrough: tfgate vs nginx vs direct, and idle-connection memory
 #   bench/run.sh json       JSON <-> tensor micro-benchmark: tfgate's converters vs jansson
 #   bench/run.sh rest       REST (HTTP/2 and HTTP/1.1) vs gRPC through tfgate, small and large
+#   bench/run.sh auth       CPU per request with JWT (RS256 cached and uncached) vs none
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh --bench
@@ -24,4 +25,7 @@ if [ "$what" = all ] || [ "$what" = json ]; then
 fi
 if [ "$what" = all ] || [ "$what" = rest ]; then
   /usr/bin/python3 bench/load/bench_rest.py --build build-release | tee bench/results/rest.md
+fi
+if [ "$what" = all ] || [ "$what" = auth ]; then
+  /usr/bin/python3 bench/load/bench_auth.py --build build-release | tee bench/results/auth.md
 fi

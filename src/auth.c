@@ -20,6 +20,8 @@
 #include "tfgate/auth.h"
 #include "tfgate/common.h"
 #include "tfgate/config.h"
+#include "tfgate/error.h"
+#include "tfgate/jwks.h"
 #include "tfgate/jwt.h"
 #include "tfgate/log.h"
 #include "tfgate/stream.h"
@@ -33,15 +35,16 @@
 struct provider {
     const struct tg_auth_provider_cfg *cfg;
     struct tg_jwt_policy policy;
-    pthread_mutex_t mu; /* guards |keys|: swapped by a reload, read by workers */
-    struct tg_jwt_keyset *keys;
+    struct tg_jwks *keys; /* jwks.h: swapped under its own lock */
 };
 
 struct tg_auth {
     const struct tg_auth_cfg *cfg;
     size_t n;
     struct provider *p;
-    atomic_uint generation; /* bumped by every reload: cached verifications die with it */
+    struct tg_jwks **sets; /* the providers' keys, for the fetcher */
+    struct tg_jwks_fetcher *fetcher;
+    atomic_uint generation; /* bumped when keys change: cached verifications die with it */
     int audit_fd;           /* -1: no audit log; replaced in place (dup2) on reopen */
 };
 
@@ -54,76 +57,12 @@ static int open_audit(const char *path)
     return open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
 }
 
-/* ---- key sets ---- */
+/* ---- providers ---- */
 
-static char *read_file(const char *path, size_t *len)
+static void keys_changed(void *arg)
 {
-    FILE *f = fopen(path, "rb");
-    char *buf = NULL;
-    long n;
-    if (f == NULL)
-        return NULL;
-    if (fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) >= 0 && n <= (1 << 20) &&
-        fseek(f, 0, SEEK_SET) == 0) {
-        buf = tg_xmalloc((size_t)n + 1);
-        if (fread(buf, 1, (size_t)n, f) != (size_t)n) {
-            free(buf);
-            buf = NULL;
-        } else {
-            *len = (size_t)n;
-        }
-    }
-    fclose(f);
-    return buf;
-}
-
-/* The provider's inline keys and key file as one set. */
-static struct tg_jwt_keyset *load_keys(const struct tg_auth_provider_cfg *pc, char *err,
-                                       size_t errlen)
-{
-    json_t *all = json_array();
-    struct tg_jwt_keyset *ks = NULL;
-    const char *texts[2] = {pc->jwks_inline, NULL};
-    size_t lens[2] = {pc->jwks_inline ? strlen(pc->jwks_inline) : 0, 0};
-    char *file = NULL;
-
-    if (pc->jwks_file != NULL) {
-        file = read_file(pc->jwks_file, &lens[1]);
-        if (file == NULL) {
-            snprintf(err, errlen, "provider '%s': cannot read %s (missing, or over 1 MiB)",
-                     pc->name, pc->jwks_file);
-            goto out;
-        }
-        texts[1] = file;
-    }
-    for (int i = 0; i < 2; i++) {
-        if (texts[i] == NULL)
-            continue;
-        json_error_t jerr;
-        json_t *doc = json_loadb(texts[i], lens[i], 0, &jerr), *keys;
-        if (doc == NULL) {
-            snprintf(err, errlen, "provider '%s': %s: not JSON (line %d: %s)", pc->name,
-                     i ? pc->jwks_file : "keys", jerr.line, jerr.text);
-            goto out;
-        }
-        keys = json_is_object(doc) ? json_object_get(doc, "keys") : NULL;
-        if (keys != NULL && json_is_array(keys))
-            json_array_extend(all, keys);
-        else
-            json_array_append(all, doc); /* one JWK */
-        json_decref(doc);
-    }
-    json_t *set = json_pack("{sO}", "keys", all);
-    char *text = json_dumps(set, JSON_COMPACT);
-    char kerr[256];
-    if (tg_jwt_keyset_parse(text, strlen(text), pc->algorithms, &ks, kerr, sizeof(kerr)) != 0)
-        snprintf(err, errlen, "provider '%s': %s", pc->name, kerr);
-    free(text);
-    json_decref(set);
-out:
-    json_decref(all);
-    free(file);
-    return ks;
+    struct tg_auth *a = arg;
+    atomic_fetch_add(&a->generation, 1);
 }
 
 struct tg_auth *tg_auth_new(const struct tg_auth_cfg *cfg, char *err, size_t errlen)
@@ -140,11 +79,10 @@ struct tg_auth *tg_auth_new(const struct tg_auth_cfg *cfg, char *err, size_t err
         return NULL;
     }
     a->p = tg_xcalloc(cfg->n_providers, sizeof(*a->p));
+    a->sets = tg_xcalloc(cfg->n_providers, sizeof(*a->sets));
     for (size_t i = 0; i < cfg->n_providers; i++) {
         struct provider *p = &a->p[i];
         p->cfg = &cfg->providers[i];
-        pthread_mutex_init(&p->mu, NULL);
-        a->n++;
         p->policy = (struct tg_jwt_policy){
             .issuer = p->cfg->issuer,
             .audiences = (const char *const *)p->cfg->audiences,
@@ -152,13 +90,19 @@ struct tg_auth *tg_auth_new(const struct tg_auth_cfg *cfg, char *err, size_t err
             .skew_s = p->cfg->clock_skew_s,
             .max_token_bytes = cfg->max_token_bytes,
         };
-        if ((p->keys = load_keys(p->cfg, err, errlen)) == NULL) {
+        if ((p->keys = tg_jwks_new(p->cfg, err, errlen)) == NULL) {
             tg_auth_free(a);
             return NULL;
         }
-        tg_log(TG_LOG_INFO, "auth", "provider '%s' (iss %s): %zu key(s)", p->cfg->name,
-               p->cfg->issuer, tg_jwt_keyset_size(p->keys));
+        a->sets[a->n++] = p->keys;
+        struct tg_jwt_keyset *ks = tg_jwks_get(p->keys);
+        tg_log(TG_LOG_INFO, "auth", "provider '%s' (iss %s): %zu key(s)%s%s", p->cfg->name,
+               p->cfg->issuer, ks ? tg_jwt_keyset_size(ks) : 0,
+               p->cfg->jwks_uri ? ", and fetching " : "",
+               p->cfg->jwks_uri ? p->cfg->jwks_uri : "");
+        tg_jwt_keyset_unref(ks);
     }
+    a->fetcher = tg_jwks_fetcher_start(a->sets, a->n, keys_changed, a);
     return a;
 }
 
@@ -166,12 +110,12 @@ void tg_auth_free(struct tg_auth *a)
 {
     if (a == NULL)
         return;
-    for (size_t i = 0; i < a->n; i++) {
-        tg_jwt_keyset_unref(a->p[i].keys);
-        pthread_mutex_destroy(&a->p[i].mu);
-    }
+    tg_jwks_fetcher_stop(a->fetcher);
+    for (size_t i = 0; i < a->n; i++)
+        tg_jwks_free(a->p[i].keys);
     if (a->audit_fd >= 0)
         close(a->audit_fd);
+    free(a->sets);
     free(a->p);
     free(a);
 }
@@ -183,21 +127,18 @@ int tg_auth_reload(struct tg_auth *a, char *err, size_t errlen)
     for (size_t i = 0; i < a->n; i++) {
         struct provider *p = &a->p[i];
         char e[512];
-        struct tg_jwt_keyset *ks = load_keys(p->cfg, e, sizeof(e));
-        if (ks == NULL) {
+        int r = tg_jwks_reload(p->keys, e, sizeof(e));
+        if (r < 0) {
             tg_log(TG_LOG_WARN, "auth", "%s; keeping the last good keys", e);
             if (rv == 0)
                 snprintf(err, errlen, "%s", e);
             rv = -1;
             continue;
         }
-        pthread_mutex_lock(&p->mu);
-        struct tg_jwt_keyset *old = p->keys;
-        p->keys = ks;
-        pthread_mutex_unlock(&p->mu);
-        tg_jwt_keyset_unref(old); /* verifications still using it hold their own reference */
-        tg_log(TG_LOG_INFO, "auth", "provider '%s': reloaded, %zu key(s)", p->cfg->name,
-               tg_jwt_keyset_size(ks));
+        struct tg_jwt_keyset *ks = tg_jwks_get(p->keys);
+        tg_log(TG_LOG_INFO, "auth", "provider '%s': reloaded, %zu key(s)%s", p->cfg->name,
+               ks ? tg_jwt_keyset_size(ks) : 0, r ? "" : " (unchanged)");
+        tg_jwt_keyset_unref(ks);
     }
     atomic_fetch_add(&a->generation, 1);
     /* log rotation: the new file takes the old descriptor's number, so writers never see a
@@ -211,15 +152,6 @@ int tg_auth_reload(struct tg_auth *a, char *err, size_t errlen)
             close(fd);
     }
     return rv;
-}
-
-static struct tg_jwt_keyset *keys_ref(struct provider *p)
-{
-    pthread_mutex_lock(&p->mu);
-    struct tg_jwt_keyset *ks = p->keys;
-    tg_jwt_keyset_ref(ks);
-    pthread_mutex_unlock(&p->mu);
-    return ks;
 }
 
 /* ---- the worker's cache of verified tokens: SHA-256 of the token -> identity ---- */
@@ -491,7 +423,7 @@ static const struct tg_identity *identity_from(struct tg_stream *st, const struc
 /* Verifies |tok| and caches the result. Returns the entry, or NULL with |*st_out| set. */
 static struct cached *verify(struct tg_auth *a, struct tg_auth_cache *c, const uint8_t *hash,
                              const char *tok, size_t len, uint64_t now_ms,
-                             enum tg_jwt_status *st_out)
+                             enum tg_jwt_status *st_out, int *no_keys)
 {
     struct tg_jwt_token t;
     struct provider *p = NULL;
@@ -510,9 +442,16 @@ static struct cached *verify(struct tg_auth *a, struct tg_auth_cache *c, const u
         *st_out = TG_JWT_EISS;
         return NULL;
     }
-    struct tg_jwt_keyset *ks = keys_ref(p);
+    struct tg_jwt_keyset *ks = tg_jwks_get(p->keys);
+    if (ks == NULL) { /* a key URI not fetched yet: we cannot decide */
+        tg_jwt_token_clear(&t);
+        *no_keys = 1;
+        return NULL;
+    }
     *st_out = tg_jwt_verify(ks, &p->policy, &t, (int64_t)time(NULL), &exp);
     tg_jwt_keyset_unref(ks);
+    if (*st_out == TG_JWT_EKID)
+        tg_jwks_want_refresh(p->keys); /* maybe the provider rotated: look again soon */
     if (*st_out != TG_JWT_OK) {
         tg_jwt_token_clear(&t);
         return NULL;
@@ -526,6 +465,8 @@ static struct cached *verify(struct tg_auth *a, struct tg_auth_cache *c, const u
     read_identity(a->cfg, t.claims, e);
     tg_jwt_token_clear(&t);
 
+    if (c == NULL)
+        return e; /* no cache: the caller frees it */
     if (c->n == c->max)
         cache_remove(c, c->tail); /* least recently used */
     struct cached **b = bucket_of(c, hash);
@@ -541,8 +482,9 @@ int tg_auth_authenticate(struct tg_stream *st)
     struct tg_auth *a = st->w->gw->auth;
     const char *tok = NULL, *why = NULL;
     size_t len = 0;
-    uint8_t hash[32];
+    uint8_t hash[32] = {0};
     enum tg_jwt_status status;
+    int no_keys = 0;
 
     if (a == NULL)
         return 0;
@@ -570,12 +512,17 @@ int tg_auth_authenticate(struct tg_stream *st)
         unauthenticated(st, tg_jwt_strerror(TG_JWT_ETOOLARGE), 1);
         return -1;
     }
-    struct tg_auth_cache *c = cache_of(st->w, a->cfg->token_cache_entries);
+    /* token_cache_entries 0: no cache, every request verifies (for measuring that cost) */
+    struct tg_auth_cache *c =
+        a->cfg->token_cache_entries ? cache_of(st->w, a->cfg->token_cache_entries) : NULL;
     uint64_t now_ms = tg_worker_now(st->w);
-    EVP_Digest(tok, len, hash, NULL, EVP_sha256(), NULL);
-    struct cached *e = *bucket_of(c, hash);
-    while (e != NULL && memcmp(e->hash, hash, 32) != 0)
-        e = e->hnext;
+    struct cached *e = NULL;
+    if (c != NULL) {
+        EVP_Digest(tok, len, hash, NULL, EVP_sha256(), NULL);
+        e = *bucket_of(c, hash);
+        while (e != NULL && memcmp(e->hash, hash, 32) != 0)
+            e = e->hnext;
+    }
     if (e != NULL && (e->until_ms <= now_ms || e->exp <= (int64_t)time(NULL) ||
                       e->generation != atomic_load(&a->generation))) {
         cache_remove(c, e); /* stale: verify again (it may still pass, within the skew) */
@@ -584,7 +531,16 @@ int tg_auth_authenticate(struct tg_stream *st)
     if (e != NULL) {
         lru_unlink(c, e);
         lru_push(c, e);
-    } else if ((e = verify(a, c, hash, tok, len, now_ms, &status)) == NULL) {
+    } else if ((e = verify(a, c, hash, tok, len, now_ms, &status, &no_keys)) == NULL) {
+        if (no_keys) {
+            if (st->audit != NULL) {
+                st->audit->denied = 1;
+                st->audit->reason = "signing keys not available";
+            }
+            tg_stream_respond_error(st, TG_EUNAVAILABLE,
+                                    "tfgate: the identity provider's keys are not available yet");
+            return -1;
+        }
         tg_log(TG_LOG_INFO, "auth", "refused %s %.*s: %s", st->method ? st->method : "-",
                (int)(st->path_len > 200 ? 200 : st->path_len), st->path ? st->path : "",
                tg_jwt_strerror(status));
@@ -592,6 +548,8 @@ int tg_auth_authenticate(struct tg_stream *st)
         return -1;
     }
     st->identity = identity_from(st, e);
+    if (c == NULL)
+        cached_free(e);
     return 0;
 }
 

@@ -124,6 +124,8 @@ static void free_auth(struct tg_auth_cfg *a)
         free_strv(p->audiences, p->n_audiences);
         free(p->jwks_file);
         free(p->jwks_inline);
+        free(p->jwks_uri);
+        free(p->jwks_ca);
     }
     free(a->providers);
     for (size_t i = 0; i < a->n_rules; i++) {
@@ -530,18 +532,25 @@ static int jstrlist(struct jctx *c, json_t *obj, const char *key, char ***out, s
 
 static int parse_provider(struct jctx *c, json_t *j, struct tg_auth_provider_cfg *p)
 {
-    static const char *const keys[] = {"name", "issuer",     "audiences",    "jwks_file",
-                                       "keys", "algorithms", "clock_skew_s", NULL};
+    static const char *const keys[] = {"name",         "issuer",     "audiences",
+                                       "jwks_file",    "keys",       "jwks_uri",
+                                       "jwks_ca",      "jwks_refresh_s", "jwks_min_refresh_s",
+                                       "algorithms",   "clock_skew_s", NULL};
     char **algs = NULL;
     size_t n_algs = 0;
     json_t *inline_keys;
 
     p->algorithms = TG_JWT_ALGS_ALL;
     p->clock_skew_s = 60;
+    p->jwks_refresh_s = 300;
+    p->jwks_min_refresh_s = 10;
     if (jkeys(c, j, keys) != 0 || jstr(c, j, "name", &p->name) != 0 ||
         jstr(c, j, "issuer", &p->issuer) != 0 ||
         jstrlist(c, j, "audiences", &p->audiences, &p->n_audiences) != 0 ||
-        jstr(c, j, "jwks_file", &p->jwks_file) != 0 ||
+        jstr(c, j, "jwks_file", &p->jwks_file) != 0 || jstr(c, j, "jwks_uri", &p->jwks_uri) != 0 ||
+        jstr(c, j, "jwks_ca", &p->jwks_ca) != 0 ||
+        ju32(c, j, "jwks_refresh_s", &p->jwks_refresh_s) != 0 ||
+        ju32(c, j, "jwks_min_refresh_s", &p->jwks_min_refresh_s) != 0 ||
         ju32(c, j, "clock_skew_s", &p->clock_skew_s) != 0 ||
         jstrlist(c, j, "algorithms", &algs, &n_algs) != 0)
         goto fail;
@@ -569,8 +578,16 @@ static int parse_provider(struct jctx *c, json_t *j, struct tg_auth_provider_cfg
         p->jwks_inline = json_dumps(wrap, JSON_COMPACT);
         json_decref(wrap);
     }
-    if (p->jwks_file == NULL && p->jwks_inline == NULL) {
-        jfail(c, "needs 'jwks_file' or 'keys'");
+    if (p->jwks_file == NULL && p->jwks_inline == NULL && p->jwks_uri == NULL) {
+        jfail(c, "needs 'jwks_uri', 'jwks_file' or 'keys'");
+        goto fail;
+    }
+    if (p->jwks_uri != NULL && strncmp(p->jwks_uri, "https://", 8) != 0) {
+        jfail(c, "'jwks_uri' must be an https:// URL");
+        goto fail;
+    }
+    if (p->jwks_refresh_s == 0 || p->jwks_min_refresh_s == 0) {
+        jfail(c, "jwks_refresh_s and jwks_min_refresh_s must be at least 1");
         goto fail;
     }
     free_strv(algs, n_algs);

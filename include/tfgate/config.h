@@ -85,6 +85,10 @@ struct tg_auth_provider_cfg {
     char **audiences;      /* the token's aud must hold one; none = not checked */
     char *jwks_file;       /* a JWK set file, reloaded on SIGHUP, and/or */
     char *jwks_inline;     /* the "keys" of the configuration, as {"keys": [...]} text */
+    char *jwks_uri;        /* an https:// JWK set, fetched off the request path, and/or */
+    char *jwks_ca;         /* PEM roots for jwks_uri; NULL = the system's */
+    uint32_t jwks_refresh_s;     /* fetch jwks_uri this often; default 300 */
+    uint32_t jwks_min_refresh_s; /* an unknown kid fetches again, at most this often; 10 */
     uint32_t algorithms;   /* TG_JWT_* bits; default HS256 | RS256 | ES256 */
     uint32_t clock_skew_s; /* exp / nbf allowance; default 60 */
 };
@@ -120,7 +124,7 @@ struct tg_auth_cfg {
     char *subject_claim;          /* default "sub" */
     char *roles_claim;            /* dotted path: "roles", "realm_access.roles", "scope" */
     uint32_t max_token_bytes;     /* default 8192 */
-    uint32_t token_cache_entries; /* verified tokens cached per worker; default 10000 */
+    uint32_t token_cache_entries; /* verified tokens cached per worker; default 10000; 0 = none */
     size_t n_anonymous_models;
     char **anonymous_models; /* served without a token (e.g. a public demo model) */
     int rbac;                /* "rules" given: deny what they do not grant */

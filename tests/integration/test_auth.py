@@ -455,6 +455,108 @@ class TestAuth(unittest.TestCase):
                 time.sleep(0.05)
 
 
+class TestJwksUri(unittest.TestCase):
+    """Keys from an https:// JWK set (a Python HTTPS server standing in for the IdP): fetched off
+    the request path, refetched when a token names an unknown kid, kept when the IdP goes away;
+    before any key set was ever loaded the gateway cannot decide and says so (503)."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.TemporaryDirectory()
+        cls.cert, cls.key = harness.make_cert(cls.tmp.name)
+        cls.k1 = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        cls.k2 = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        cls.jwks = os.path.join(cls.tmp.name, "served.json")
+        cls.log = os.path.join(cls.tmp.name, "requests.log")
+        cls.serve([rsa_jwk(cls.k1, "k1")])
+        cls.idp = cls.start_idp()
+        cls.sim = harness.Sim()
+
+    @classmethod
+    def start_idp(cls, port=0):
+        script = os.path.join(os.path.dirname(__file__), "..", "lib", "jwks_server.py")
+        p = harness.Proc([sys.executable, script, "--cert", cls.cert, "--key", cls.key, "--file", cls.jwks,
+                          "--log", cls.log, "--port", str(port)], r"listening on 127\.0\.0\.1:(\d+)")
+        p.port = int(p.match.group(1))
+        return p
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.idp.stop()
+        assert cls.sim.stop() == 0
+        cls.tmp.cleanup()
+
+    @classmethod
+    def serve(cls, keys):
+        tmp = cls.jwks + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump({"keys": keys}, f)
+        os.replace(tmp, cls.jwks)
+
+    def gateway(self, uri, **extra):
+        provider = {"issuer": ISS, "jwks_uri": uri, "jwks_ca": self.cert, "jwks_min_refresh_s": 1}
+        provider.update(extra)
+        cfg = {"listen": [{"address": "127.0.0.1:0"}], "pools": {"cpu": {"targets": [self.sim.addr]}},
+               "auth": {"providers": [provider]}}
+        return harness.Gateway("--config", harness.write_json(self.tmp.name, "gw-%d.json" % len(uri), cfg))
+
+    def tok(self, key, kid):
+        now = int(time.time())
+        return jwt.encode({"iss": ISS, "sub": "u", "exp": now + 600}, key, algorithm="RS256", headers={"kid": kid})
+
+    def call(self, gw, tok):
+        p = subprocess.run(["curl", "-sS", "-w", "\n%{http_code}", "-H", "Authorization: Bearer " + tok,
+                            "--data-binary", '{"instances": [1.0]}',
+                            "http://127.0.0.1:%d/v1/models/half_plus_two:predict" % gw.port],
+                           capture_output=True, timeout=30)
+        body, _, code = p.stdout.rpartition(b"\n")
+        return int(code), json.loads(body)
+
+    def wait_for(self, gw, tok, code, seconds=10):
+        deadline = time.monotonic() + seconds
+        while self.call(gw, tok)[0] != code and time.monotonic() < deadline:
+            time.sleep(0.1)
+        return self.call(gw, tok)
+
+    def test_rotation_and_outage(self):
+        gw = self.gateway("https://127.0.0.1:%d/jwks" % self.idp.port)
+        try:
+            t1, t2 = self.tok(self.k1, "k1"), self.tok(self.k2, "k2")
+            self.assertEqual(self.wait_for(gw, t1, 200)[0], 200)  # fetched at start
+            # the IdP rotates: a token with the new kid is refused once, fetches again, then passes
+            self.serve([rsa_jwk(self.k1, "k1"), rsa_jwk(self.k2, "k2")])
+            self.assertEqual(self.call(gw, t2), (401, {"error": "tfgate: unauthenticated: unknown signing key"}))
+            self.assertEqual(self.wait_for(gw, t2, 200)[0], 200)
+            # unknown kids do not hammer the IdP: at most one fetch per jwks_min_refresh_s (1 s)
+            before = sum(1 for _ in open(self.log))
+            for i in range(20):
+                self.call(gw, self.tok(self.k2, "nope-%d" % i))
+            self.assertLessEqual(sum(1 for _ in open(self.log)) - before, 3)
+            # the IdP goes away: the last good keys keep working
+            self.idp.stop()
+            time.sleep(1.5)
+            self.assertEqual(self.call(gw, t1)[0], 200)
+            self.assertEqual(self.call(gw, self.tok(self.k2, "k2"))[0], 200)
+            self.assertIn("keeping the last good keys", gw.stderr())
+        finally:
+            TestJwksUri.idp = self.start_idp(self.idp.port) if not self.idp.alive() else self.idp
+            self.assertEqual(gw.stop(), 0, gw.stderr())
+
+    def test_never_loaded_is_unavailable(self):
+        dead = harness.free_port()
+        gw = self.gateway("https://127.0.0.1:%d/jwks" % dead)
+        try:
+            code, body = self.call(gw, self.tok(self.k1, "k1"))
+            self.assertEqual((code, body), (503, {"error": "tfgate: the identity provider's keys are not available yet"}))
+            with gw.channel() as ch:
+                fn = ch.unary_unary(PS + "Predict", request_serializer=lambda m: m.SerializeToString())
+                with self.assertRaises(grpc.RpcError) as e:
+                    fn(predict_msg(), timeout=10, metadata=[("authorization", "Bearer " + self.tok(self.k1, "k1"))])
+                self.assertEqual(e.exception.code(), grpc.StatusCode.UNAVAILABLE)
+        finally:
+            self.assertEqual(gw.stop(), 0, gw.stderr())
+
+
 class TestAuthConfig(unittest.TestCase):
     """Configurations that cannot work are refused at start, with the reason."""
 
@@ -475,8 +577,9 @@ class TestAuthConfig(unittest.TestCase):
         self.check({"providers": [{"issuer": ISS, "keys": [{"kty": "OKP", "crv": "Ed25519", "x": "AA"}]}]},
                    "no usable key")
         self.check({"providers": [{"issuer": ISS, "jwks_file": "/nonexistent/jwks.json"}]}, "cannot read")
-        self.check({"providers": [{"issuer": ISS}]}, "needs 'jwks_file' or 'keys'")
+        self.check({"providers": [{"issuer": ISS}]}, "needs 'jwks_uri', 'jwks_file' or 'keys'")
         self.check({"providers": [{"keys": [hs_jwk(HS_SECRET, "a")]}]}, "'issuer' is required")
+        self.check({"providers": [{"issuer": ISS, "jwks_uri": "http://idp.test/jwks"}]}, "must be an https:// URL")
         self.check({"providers": [{"issuer": ISS, "keys": [hs_jwk(HS_SECRET, "a")], "algorithms": ["none"]}]},
                    "'none' is not one of HS256, RS256, ES256")
         self.check({"providers": [{"issuer": ISS, "keys": [hs_jwk(HS_SECRET, "a")]}],
