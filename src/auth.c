@@ -98,8 +98,7 @@ struct tg_auth *tg_auth_new(const struct tg_auth_cfg *cfg, char *err, size_t err
         struct tg_jwt_keyset *ks = tg_jwks_get(p->keys);
         tg_log(TG_LOG_INFO, "auth", "provider '%s' (iss %s): %zu key(s)%s%s", p->cfg->name,
                p->cfg->issuer, ks ? tg_jwt_keyset_size(ks) : 0,
-               p->cfg->jwks_uri ? ", and fetching " : "",
-               p->cfg->jwks_uri ? p->cfg->jwks_uri : "");
+               p->cfg->jwks_uri ? ", and fetching " : "", p->cfg->jwks_uri ? p->cfg->jwks_uri : "");
         tg_jwt_keyset_unref(ks);
     }
     a->fetcher = tg_jwks_fetcher_start(a->sets, a->n, keys_changed, a);

@@ -532,10 +532,9 @@ static int jstrlist(struct jctx *c, json_t *obj, const char *key, char ***out, s
 
 static int parse_provider(struct jctx *c, json_t *j, struct tg_auth_provider_cfg *p)
 {
-    static const char *const keys[] = {"name",         "issuer",     "audiences",
-                                       "jwks_file",    "keys",       "jwks_uri",
-                                       "jwks_ca",      "jwks_refresh_s", "jwks_min_refresh_s",
-                                       "algorithms",   "clock_skew_s", NULL};
+    static const char *const keys[] = {
+        "name",    "issuer",         "audiences",          "jwks_file",  "keys",         "jwks_uri",
+        "jwks_ca", "jwks_refresh_s", "jwks_min_refresh_s", "algorithms", "clock_skew_s", NULL};
     char **algs = NULL;
     size_t n_algs = 0;
     json_t *inline_keys;

@@ -17,7 +17,7 @@
 #include "tfgate/jwt.h"
 #include "tfgate/log.h"
 
-#define MAX_SET_BYTES (1 << 20)
+#define MAX_SET_BYTES    (1 << 20)
 #define FETCH_TIMEOUT_MS 5000
 
 struct tg_jwks {

@@ -23,12 +23,12 @@
 #include "tfgate/stream.h"
 #include "tfgate/worker.h"
 
-#define STRIPES 64
-#define SLOTS 1024 /* per stripe */
+#define STRIPES            64
+#define SLOTS              1024 /* per stripe */
 #define MAX_KEYS_PER_CHECK 2
-#define POLL_MS 5 /* how often pending Redis answers are checked against their deadline */
-#define RECONNECT_MIN_MS 100
-#define RECONNECT_MAX_MS 5000
+#define POLL_MS            5 /* how often pending Redis answers are checked against their deadline */
+#define RECONNECT_MIN_MS   100
+#define RECONNECT_MAX_MS   5000
 #define CONNECT_TIMEOUT_MS 1000
 
 /* ---- local buckets ---- */

@@ -82,15 +82,15 @@ struct tg_auth_provider_cfg {
     char *name;
     char *issuer; /* required: the token's iss */
     size_t n_audiences;
-    char **audiences;      /* the token's aud must hold one; none = not checked */
-    char *jwks_file;       /* a JWK set file, reloaded on SIGHUP, and/or */
-    char *jwks_inline;     /* the "keys" of the configuration, as {"keys": [...]} text */
-    char *jwks_uri;        /* an https:// JWK set, fetched off the request path, and/or */
-    char *jwks_ca;         /* PEM roots for jwks_uri; NULL = the system's */
+    char **audiences;            /* the token's aud must hold one; none = not checked */
+    char *jwks_file;             /* a JWK set file, reloaded on SIGHUP, and/or */
+    char *jwks_inline;           /* the "keys" of the configuration, as {"keys": [...]} text */
+    char *jwks_uri;              /* an https:// JWK set, fetched off the request path, and/or */
+    char *jwks_ca;               /* PEM roots for jwks_uri; NULL = the system's */
     uint32_t jwks_refresh_s;     /* fetch jwks_uri this often; default 300 */
     uint32_t jwks_min_refresh_s; /* an unknown kid fetches again, at most this often; 10 */
-    uint32_t algorithms;   /* TG_JWT_* bits; default HS256 | RS256 | ES256 */
-    uint32_t clock_skew_s; /* exp / nbf allowance; default 60 */
+    uint32_t algorithms;         /* TG_JWT_* bits; default HS256 | RS256 | ES256 */
+    uint32_t clock_skew_s;       /* exp / nbf allowance; default 60 */
 };
 
 enum tg_auth_method {
