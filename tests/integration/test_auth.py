@@ -380,6 +380,36 @@ class TestAuth(unittest.TestCase):
         tok = self.token(realm_access={"roles": "viewer reader"})
         self.assertEqual(self.rest("/v1/models/half_plus_two/metadata", tok)[0], 200)
 
+    def test_sighup_drops_no_traffic(self):
+        """Requests keep flowing, all answered 200, while the keys are reloaded again and again."""
+        import threading
+        tok = self.token(sub="steady")
+        codes, stop = [], threading.Event()
+
+        def client():
+            with self.gw.channel() as ch:
+                fn = ch.unary_unary(PS + "Predict", request_serializer=lambda m: m.SerializeToString())
+                while not stop.is_set():
+                    try:
+                        fn(predict_msg(), timeout=10, metadata=[("authorization", "Bearer " + tok)])
+                        codes.append(grpc.StatusCode.OK)
+                    except grpc.RpcError as e:
+                        codes.append(e.code())
+
+        threads = [threading.Thread(target=client) for _ in range(3)]
+        for t in threads:
+            t.start()
+        try:
+            for _ in range(10):
+                self.gw.signal(signal.SIGHUP)
+                time.sleep(0.1)
+        finally:
+            stop.set()
+            for t in threads:
+                t.join(timeout=30)
+        self.assertGreater(len(codes), 20)
+        self.assertEqual(set(codes), {grpc.StatusCode.OK})
+
     # ---- audit ----
 
     def audit_records(self, request_id):
@@ -532,6 +562,14 @@ class TestJwksUri(unittest.TestCase):
             for i in range(20):
                 self.call(gw, self.tok(self.k2, "nope-%d" % i))
             self.assertLessEqual(sum(1 for _ in open(self.log)) - before, 3)
+            # the IdP serves an empty set: refused ("no usable key"), the last good keys stay
+            self.serve([])
+            self.call(gw, self.tok(self.k2, "trigger-refetch"))
+            deadline = time.monotonic() + 5
+            while "no usable key" not in gw.stderr() and time.monotonic() < deadline:
+                time.sleep(0.1)
+            self.assertIn("no usable key", gw.stderr())
+            self.assertEqual(self.call(gw, t2)[0], 200)
             # the IdP goes away: the last good keys keep working
             self.idp.stop()
             time.sleep(1.5)
@@ -577,6 +615,7 @@ class TestAuthConfig(unittest.TestCase):
         self.check({"providers": [{"issuer": ISS, "keys": [{"kty": "OKP", "crv": "Ed25519", "x": "AA"}]}]},
                    "no usable key")
         self.check({"providers": [{"issuer": ISS, "jwks_file": "/nonexistent/jwks.json"}]}, "cannot read")
+        self.check({"providers": [{"issuer": ISS, "keys": []}]}, "no usable key")
         self.check({"providers": [{"issuer": ISS}]}, "needs 'jwks_uri', 'jwks_file' or 'keys'")
         self.check({"providers": [{"keys": [hs_jwk(HS_SECRET, "a")]}]}, "'issuer' is required")
         self.check({"providers": [{"issuer": ISS, "jwks_uri": "http://idp.test/jwks"}]}, "must be an https:// URL")
