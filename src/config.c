@@ -81,6 +81,8 @@ static void set_defaults(struct tg_config *c)
         .reset_burst = 1000,
         .reset_rate = 33,
         .sweep_interval_ms = 1000,
+        .retry_budget_percent = 20,
+        .retry_min = 10,
     };
     c->ratelimit.redis_timeout_ms = 100;
     c->ratelimit.redis_prefix = tg_xstrdup("tfgate:rl:");
@@ -97,6 +99,8 @@ static void pool_defaults(struct tg_pool_cfg *p)
     p->backoff_max_ms = 5000;
     p->keepalive_ms = 30000;
     p->keepalive_timeout_ms = 10000;
+    p->outlier_failures = 5;
+    p->outlier_eject_ms = 10000;
 }
 
 int tg_config_transport_from_name(const char *name)
@@ -188,8 +192,14 @@ static void free_config(struct tg_config *c)
     }
     free(c->pools);
     for (size_t i = 0; i < c->n_routes; i++) {
-        free(c->routes[i].model);
-        free(c->routes[i].pool);
+        struct tg_route_cfg *r = &c->routes[i];
+        free(r->model);
+        free(r->pool);
+        free_strv(r->fallbacks, r->n_fallbacks);
+        free(r->batch_pool);
+        free_strv(r->canary_labels, r->n_canary);
+        free(r->canary_weights);
+        free(r->canary_sticky);
     }
     free(c->routes);
     free_auth(&c->auth);
@@ -802,6 +812,52 @@ static int parse_ratelimit(struct jctx *c, json_t *j, struct tg_ratelimit_cfg *r
     return 0;
 }
 
+/* A route's traffic policies (dispatch.h): batch_pool and canary. */
+static int parse_route_policies(struct jctx *c, json_t *j, struct tg_route_cfg *r)
+{
+    static const char *const bkeys[] = {"min_batch", "pool", NULL};
+    static const char *const ckeys[] = {"labels", "sticky", NULL};
+    json_t *v, *e;
+    const char *key;
+    size_t old;
+
+    if ((v = json_object_get(j, "batch_pool")) != NULL) {
+        old = jpush(c, "batch_pool", 0);
+        if (jkeys(c, v, bkeys) != 0 || jstr(c, v, "pool", &r->batch_pool) != 0 ||
+            juint(c, v, "min_batch", UINT32_MAX, &r->batch_min) != 0)
+            return -1;
+        if (r->batch_pool == NULL || r->batch_min == 0)
+            return jfail(c, "needs 'pool' and 'min_batch' >= 1");
+        jpop(c, old);
+    }
+    if ((v = json_object_get(j, "canary")) != NULL) {
+        json_t *labels = json_object_get(v, "labels");
+        uint32_t total = 0;
+        old = jpush(c, "canary", 0);
+        if (jkeys(c, v, ckeys) != 0 || jstr(c, v, "sticky", &r->canary_sticky) != 0)
+            return -1;
+        if (!json_is_object(labels) || json_object_size(labels) == 0)
+            return jfail(c, "needs 'labels': {\"stable\": 95, \"canary\": 5}");
+        r->canary_labels = tg_xcalloc(json_object_size(labels) + 1, sizeof(char *));
+        r->canary_weights = tg_xcalloc(json_object_size(labels) + 1, sizeof(uint32_t));
+        json_object_foreach(labels, key, e)
+        {
+            if (!json_is_integer(e) || json_integer_value(e) < 0 || json_integer_value(e) > 1000000)
+                return jfail(c, "label '%s': the weight must be an integer from 0", key);
+            r->canary_labels[r->n_canary] = tg_xstrdup(key);
+            r->canary_weights[r->n_canary++] = (uint32_t)json_integer_value(e);
+            total += (uint32_t)json_integer_value(e);
+        }
+        if (total == 0)
+            return jfail(c, "the weights add up to 0");
+        if (r->canary_sticky != NULL && strcmp(r->canary_sticky, "subject") != 0 &&
+            (strncmp(r->canary_sticky, "header:", 7) != 0 || r->canary_sticky[7] == '\0'))
+            return jfail(c, "'sticky' must be \"subject\" or \"header:NAME\"");
+        jpop(c, old);
+    }
+    return 0;
+}
+
 static int parse_listen(struct jctx *c, json_t *j, struct tg_listen_cfg *l)
 {
     static const char *const keys[] = {"address", "tls", NULL};
@@ -840,8 +896,12 @@ static int parse_pool(struct jctx *c, const char *name, json_t *j, struct tg_poo
                                        "keepalive_ms",
                                        "keepalive_timeout_ms",
                                        "tls",
+                                       "max_inflight",
+                                       "max_latency_ms",
+                                       "outlier",
                                        NULL};
     static const char *const bkeys[] = {"initial", "max", NULL};
+    static const char *const okeys[] = {"consecutive_failures", "eject_ms", NULL};
     static const char *const tkeys[] = {"ca", "cert", "key", "server_name", NULL};
     json_t *targets, *v;
     size_t i, old;
@@ -882,8 +942,18 @@ static int parse_pool(struct jctx *c, const char *name, json_t *j, struct tg_poo
     }
     jpop(c, old);
     if (ju32(c, j, "channels", &p->channels) != 0 || ju32(c, j, "keepalive_ms", &p->keepalive_ms) ||
-        ju32(c, j, "keepalive_timeout_ms", &p->keepalive_timeout_ms) != 0)
+        ju32(c, j, "keepalive_timeout_ms", &p->keepalive_timeout_ms) != 0 ||
+        ju32(c, j, "max_inflight", &p->max_inflight) != 0 ||
+        ju32(c, j, "max_latency_ms", &p->max_latency_ms) != 0)
         return -1;
+    if ((v = json_object_get(j, "outlier")) != NULL) {
+        old = jpush(c, "outlier", 0);
+        if (jkeys(c, v, okeys) != 0 ||
+            ju32(c, v, "consecutive_failures", &p->outlier_failures) != 0 ||
+            ju32(c, v, "eject_ms", &p->outlier_eject_ms) != 0)
+            return -1;
+        jpop(c, old);
+    }
     if (p->channels == 0 || p->channels > 64) {
         old = jpush(c, "channels", 0);
         jfail(c, "must be from 1 to 64");
@@ -931,6 +1001,8 @@ static int parse_limits(struct jctx *c, json_t *j, struct tg_limits *l)
                                        "reset_burst",
                                        "reset_rate",
                                        "sweep_interval_ms",
+                                       "retry_budget_percent",
+                                       "retry_min",
                                        NULL};
     if (jkeys(c, j, keys) != 0 || ju32(c, j, "max_header_bytes", &l->max_header_bytes) != 0 ||
         ju32(c, j, "max_headers", &l->max_headers) != 0 ||
@@ -947,7 +1019,9 @@ static int parse_limits(struct jctx *c, json_t *j, struct tg_limits *l)
         ju32(c, j, "max_output_bytes", &l->max_output_bytes) != 0 ||
         ju32(c, j, "reset_burst", &l->reset_burst) != 0 ||
         ju32(c, j, "reset_rate", &l->reset_rate) != 0 ||
-        ju32(c, j, "sweep_interval_ms", &l->sweep_interval_ms) != 0)
+        ju32(c, j, "sweep_interval_ms", &l->sweep_interval_ms) != 0 ||
+        ju32(c, j, "retry_budget_percent", &l->retry_budget_percent) != 0 ||
+        ju32(c, j, "retry_min", &l->retry_min) != 0)
         return -1;
     return 0;
 }
@@ -999,6 +1073,19 @@ static int validate(struct tg_config *c, char *err, size_t errlen)
         c->n_routes = 1;
     }
     for (size_t i = 0; i < c->n_routes; i++) {
+        for (size_t k = 0; k < c->routes[i].n_fallbacks; k++) {
+            if (tg_config_pool(c, c->routes[i].fallbacks[k]) == NULL) {
+                snprintf(err, errlen,
+                         "%s: route '%s' falls back to pool '%s', which does not exist", c->source,
+                         c->routes[i].model, c->routes[i].fallbacks[k]);
+                return -1;
+            }
+        }
+        if (c->routes[i].batch_pool && tg_config_pool(c, c->routes[i].batch_pool) == NULL) {
+            snprintf(err, errlen, "%s: route '%s' sends batches to pool '%s', which does not exist",
+                     c->source, c->routes[i].model, c->routes[i].batch_pool);
+            return -1;
+        }
         if (tg_config_pool(c, c->routes[i].pool) == NULL) {
             snprintf(err, errlen, "%s: route '%s' names pool '%s', which does not exist", c->source,
                      c->routes[i].model, c->routes[i].pool);
@@ -1038,8 +1125,8 @@ int tg_config_parse_json(const char *text, size_t len, const char *origin, struc
     static const char *const keys[] = {"workers", "log_level", "listen",      "pools", "routes",
                                        "limits",  "auth",      "rate_limits", NULL};
     static const char *const rkeys[] = {
-        "model",     "pool",         "timeout_ms",        "max_timeout_ms",
-        "max_batch", "max_elements", "max_request_bytes", NULL};
+        "model",  "pool",      "timeout_ms",   "max_timeout_ms",    "fallbacks", "batch_pool",
+        "canary", "max_batch", "max_elements", "max_request_bytes", NULL};
     struct jctx c = {.text = text, .len = len, .origin = origin, .err = err, .errlen = errlen};
     struct tg_config *cfg = tg_xcalloc(1, sizeof(*cfg));
     json_error_t jerr;
@@ -1115,7 +1202,9 @@ int tg_config_parse_json(const char *text, size_t len, const char *origin, struc
                 ju32(&c, e, "max_timeout_ms", &r->max_timeout_ms) != 0 ||
                 juint(&c, e, "max_batch", UINT32_MAX, &r->max_batch) != 0 ||
                 juint(&c, e, "max_elements", UINT64_MAX >> 1, &r->max_elements) != 0 ||
-                juint(&c, e, "max_request_bytes", UINT64_MAX >> 1, &r->max_request_bytes) != 0)
+                juint(&c, e, "max_request_bytes", UINT64_MAX >> 1, &r->max_request_bytes) != 0 ||
+                jstrlist(&c, e, "fallbacks", &r->fallbacks, &r->n_fallbacks) != 0 ||
+                parse_route_policies(&c, e, r) != 0)
                 goto fail;
             if (r->model == NULL || r->pool == NULL) {
                 jfail(&c, "needs 'model' and 'pool'");

@@ -14,6 +14,7 @@
 #include "tfgate/common.h"
 #include "tfgate/config.h"
 #include "tfgate/conn.h"
+#include "tfgate/dispatch.h"
 #include "tfgate/error.h"
 #include "tfgate/grpc_wire.h"
 #include "tfgate/log.h"
@@ -25,8 +26,9 @@
 #include "tfgate/worker.h"
 
 struct proxy {
-    struct tg_upstream_call call;
+    struct tg_dispatch d; /* the call, with its pool choice and retries */
     struct tg_pool *pool;
+    struct tg_model_spec spec;
     const struct tg_route_cfg *route;
     int method;         /* enum tg_grpc_method */
     const uint8_t *msg; /* the request message, unframed (in the body or the arena) */
@@ -55,6 +57,15 @@ static void on_upstream_done(struct tg_upstream_call *call, void *user)
     st->status = 200;
     tg_stream_add_resp_header(st, "content-type", "application/grpc", 16);
     tg_stream_add_resp_header(st, "x-request-id", px->request_id, px->request_id_len);
+    int64_t version;
+    const uint8_t *resp = r->response ? r->response : r->framed ? r->framed + 5 : NULL;
+    size_t resp_len = r->response ? r->response_len : r->framed ? r->framed_len - 5 : 0;
+    if (tg_grpc_response_version((enum tg_grpc_method)px->method, resp, resp_len, &st->arena,
+                                 &version)) {
+        char v[24];
+        snprintf(v, sizeof(v), "%lld", (long long)version);
+        tg_stream_add_resp_header(st, "x-tfgate-model-version", v, strlen(v));
+    }
     for (size_t i = 0; i < r->n_initial_md; i++)
         tg_stream_add_resp_header(st, r->initial_md[i].name, r->initial_md[i].value,
                                   r->initial_md[i].value_len);
@@ -76,16 +87,17 @@ static void on_upstream_done(struct tg_upstream_call *call, void *user)
     }
     const char *details = r->message;
     size_t dlen = r->message_len;
+    struct tg_pool *pool = px->d.req.pool; /* where the last attempt went */
     if (r->transport_failure) {
         /* the backend never answered: say which pool and replica failed */
         size_t cap = dlen + 512;
         char *msg = tg_arena_alloc(&st->arena, cap, 1);
         int n = snprintf(msg, cap, "tfgate: upstream pool '%s' (%s) replica %s unavailable: %.*s",
-                         px->pool->cfg->name, px->pool->cfg->device,
+                         pool->cfg->name, pool->cfg->device,
                          r->replica ? r->replica->target : "(none)", (int)dlen, details);
         dlen = n < 0 ? 0 : (size_t)n >= cap ? cap - 1 : (size_t)n;
         details = msg;
-        tg_log(TG_LOG_WARN, "upstream", "pool=%s replica=%s status=%d %.*s", px->pool->cfg->name,
+        tg_log(TG_LOG_WARN, "upstream", "pool=%s replica=%s status=%d %.*s", pool->cfg->name,
                r->replica ? r->replica->target : "-", r->status, (int)r->message_len, r->message);
     }
     snprintf(code, sizeof(code), "%d", r->status);
@@ -228,6 +240,7 @@ static void on_request(struct tg_stream *st)
     px->msg = msg;
     px->msg_len = msg_len;
     px->route = route;
+    px->spec = spec;
     if (tg_ratelimit_check(st, spec.name, forward) == 0)
         forward(st);
 }
@@ -271,6 +284,21 @@ static void forward(struct tg_stream *st)
         md[n_md++] = (struct tg_md){"x-request-id", 12, px->request_id, px->request_id_len};
     n_md += tg_auth_forward_md(st, md + n_md, n_fw);
 
+    /* a canary label when the request names no version or label: a ModelSpec field appended,
+     * the rest of the message as the client sent it */
+    int m = px->method;
+    if ((m == TG_GM_PREDICT || m == TG_GM_CLASSIFY || m == TG_GM_REGRESS) &&
+        !px->spec.has_version && px->spec.label == NULL) {
+        const char *label = tg_dispatch_canary(px->route, st);
+        if (label != NULL)
+            px->msg = tg_grpc_with_label(px->msg, px->msg_len, label, &st->arena, &px->msg_len);
+    }
+    int64_t batch = -1;
+    if (px->route->batch_pool != NULL && m == TG_GM_PREDICT) {
+        struct tg_request_size size;
+        if (tg_grpc_predict_size(px->msg, px->msg_len, &st->arena, &size) == 0)
+            batch = size.batch;
+    }
     struct tg_upstream_req req = {
         .pool = px->pool,
         .method = (enum tg_grpc_method)px->method,
@@ -280,16 +308,27 @@ static void forward(struct tg_stream *st)
         .message_len = px->msg_len,
         .timeout_ms = timeout_ms,
     };
+    char why[300];
+    int rv = tg_dispatch_start(&px->d, st->w, px->route, batch, &req, &st->arena, on_upstream_done,
+                               st, why, sizeof(why));
+    if (rv != TG_DISPATCH_STARTED) {
+        if (rv == TG_DISPATCH_SATURATED)
+            tg_stream_add_trailer(st, "retry-after", "1", 1);
+        tg_stream_respond_grpc_status(st,
+                                      rv == TG_DISPATCH_SATURATED ? GRPC_STATUS_RESOURCE_EXHAUSTED
+                                                                  : GRPC_STATUS_DEADLINE_EXCEEDED,
+                                      why);
+        return;
+    }
     tg_stream_ref(st); /* the call's reference, dropped in on_upstream_done */
     px->in_flight = 1;
-    tg_upstream_start(st->w, &px->call, &req, &st->arena, on_upstream_done, st);
 }
 
 static void on_close(struct tg_stream *st)
 {
     struct proxy *px = st->hdata;
     if (px != NULL && px->in_flight)
-        tg_upstream_cancel(&px->call); /* the completion still comes, and frees */
+        tg_dispatch_cancel(&px->d); /* the completion still comes, and frees */
 }
 
 const struct tg_handler tg_grpc_proxy_handler = {"grpc", message_limit, on_request, on_close, 1};

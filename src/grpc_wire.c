@@ -382,6 +382,68 @@ int tg_grpc_predict_size(const uint8_t *msg, size_t len, struct tg_arena *arena,
     }
 }
 
+int tg_grpc_response_version(enum tg_grpc_method method, const uint8_t *msg, size_t len,
+                             struct tg_arena *arena, int64_t *version)
+{
+    ProtobufCAllocator alloc = {arena_alloc_cb, arena_free_cb, arena};
+    uint32_t field;
+    switch (method) {
+    case TG_GM_PREDICT:
+    case TG_GM_CLASSIFY:
+    case TG_GM_REGRESS:
+        field = 2;
+        break;
+    case TG_GM_GET_MODEL_METADATA:
+        field = 1;
+        break;
+    default:
+        return 0;
+    }
+    const uint8_t *spec_bytes;
+    size_t spec_len;
+    if (msg == NULL || collect_field(msg, len, field, -1, arena, &spec_bytes, &spec_len) != 0 ||
+        spec_bytes == NULL)
+        return 0;
+    Tensorflow__Serving__ModelSpec *spec =
+        tensorflow__serving__model_spec__unpack(&alloc, spec_len, spec_bytes);
+    if (spec == NULL ||
+        spec->version_choice_case != TENSORFLOW__SERVING__MODEL_SPEC__VERSION_CHOICE_VERSION ||
+        spec->version == NULL)
+        return 0;
+    *version = spec->version->value;
+    return 1;
+}
+
+static size_t put_varint(uint8_t *p, uint64_t v)
+{
+    size_t n = 0;
+    while (v >= 0x80) {
+        p[n++] = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    p[n++] = (uint8_t)v;
+    return n;
+}
+
+const uint8_t *tg_grpc_with_label(const uint8_t *msg, size_t len, const char *label,
+                                  struct tg_arena *arena, size_t *out_len)
+{
+    size_t ll = strlen(label);
+    uint8_t inner[16], outer[16];
+    size_t ni = 0, no = 0;
+    inner[ni++] = 0x22; /* ModelSpec.version_label = 4, length-delimited */
+    ni += put_varint(inner + ni, ll);
+    outer[no++] = 0x0a; /* the request's model_spec = 1, length-delimited */
+    no += put_varint(outer + no, ni + ll);
+    uint8_t *out = tg_arena_alloc(arena, len + no + ni + ll, 1);
+    memcpy(out, msg, len);
+    memcpy(out + len, outer, no);
+    memcpy(out + len + no, inner, ni);
+    memcpy(out + len + no + ni, label, ll);
+    *out_len = len + no + ni + ll;
+    return out;
+}
+
 static int is_token_char(unsigned char c)
 {
     return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.';

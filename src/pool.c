@@ -2,6 +2,7 @@
  * pool.c - see pool.h.
  */
 #include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -122,6 +123,7 @@ struct tg_pools *tg_pools_new(struct tg_config *config, char *err, size_t errlen
     tg_config_ref(config);
     pools->config = config;
     pools->pools = tg_xcalloc(config->n_pools, sizeof(*pools->pools));
+    atomic_init(&pools->retry_milli, (long long)config->limits.retry_min * 1000);
     for (size_t i = 0; i < config->n_pools; i++) {
         const struct tg_pool_cfg *pc = &config->pools[i];
         struct tg_pool *pool = &pools->pools[pools->n_pools++];
@@ -197,30 +199,152 @@ struct tg_pool *tg_pools_route(struct tg_pools *pools, const char *model,
     return NULL;
 }
 
-int tg_pool_pick(struct tg_pool *pool, struct tg_replica **replica, struct tg_channel **channel)
+struct tg_pool *tg_pools_find(struct tg_pools *pools, const char *name)
+{
+    for (size_t i = 0; i < pools->n_pools; i++) {
+        if (strcmp(pools->pools[i].cfg->name, name) == 0)
+            return &pools->pools[i];
+    }
+    return NULL;
+}
+
+int tg_replica_ejected(const struct tg_replica *r, uint64_t now_ms)
+{
+    return atomic_load_explicit(&r->ejected_until_ms, memory_order_relaxed) > now_ms;
+}
+
+int tg_replica_observe(struct tg_pool *pool, struct tg_replica *r, int failed, uint64_t now_ms)
+{
+    uint32_t limit = pool->cfg->outlier_failures;
+    if (!failed) {
+        if (atomic_load_explicit(&r->failures_in_row, memory_order_relaxed) != 0)
+            atomic_store_explicit(&r->failures_in_row, 0, memory_order_relaxed);
+        return 0;
+    }
+    if (limit == 0)
+        return 0;
+    unsigned n = atomic_fetch_add_explicit(&r->failures_in_row, 1, memory_order_relaxed) + 1;
+    if (n < limit)
+        return 0;
+    atomic_store_explicit(&r->failures_in_row, 0, memory_order_relaxed);
+    atomic_store_explicit(&r->ejected_until_ms, now_ms + pool->cfg->outlier_eject_ms,
+                          memory_order_relaxed);
+    tg_log(TG_LOG_WARN, "pool", "pool %s: replica %s ejected for %u ms after %u failures in a row",
+           pool->cfg->name, r->target, pool->cfg->outlier_eject_ms, n);
+    return 1;
+}
+
+static double bits_to_double(uint64_t b)
+{
+    double d;
+    memcpy(&d, &b, sizeof(d));
+    return d;
+}
+
+static uint64_t double_to_bits(double d)
+{
+    uint64_t b;
+    memcpy(&b, &d, sizeof(b));
+    return b;
+}
+
+double tg_pool_latency(struct tg_pool *pool, uint64_t now_ms)
+{
+    double ewma = bits_to_double(atomic_load_explicit(&pool->ewma_bits, memory_order_relaxed));
+    uint64_t at = atomic_load_explicit(&pool->ewma_at_ms, memory_order_relaxed);
+    if (now_ms > at)
+        ewma *= exp2(-(double)(now_ms - at) / 1000.0);
+    return ewma;
+}
+
+void tg_pool_observe_latency(struct tg_pool *pool, double ms, uint64_t now_ms)
+{
+    /* racing workers may lose a sample; the average does not need them all */
+    double ewma = tg_pool_latency(pool, now_ms);
+    ewma = ewma == 0 ? ms : 0.8 * ewma + 0.2 * ms;
+    atomic_store_explicit(&pool->ewma_bits, double_to_bits(ewma), memory_order_relaxed);
+    atomic_store_explicit(&pool->ewma_at_ms, now_ms, memory_order_relaxed);
+}
+
+int tg_pool_saturated(struct tg_pool *pool, uint64_t now_ms)
+{
+    const struct tg_pool_cfg *pc = pool->cfg;
+    if (pc->max_inflight == 0 && pc->max_latency_ms == 0)
+        return 0;
+    long long inflight = 0, healthy = 0;
+    for (size_t i = 0; i < pool->n_replicas; i++) {
+        inflight += atomic_load_explicit(&pool->replicas[i].inflight, memory_order_relaxed);
+        healthy += !tg_replica_ejected(&pool->replicas[i], now_ms);
+    }
+    double cap = (double)pc->max_inflight * (double)(healthy ? healthy : 1);
+    double lat = tg_pool_latency(pool, now_ms);
+    int was = atomic_load_explicit(&pool->saturated, memory_order_relaxed);
+    int now;
+    if (!was)
+        now = (pc->max_inflight && (double)inflight >= cap) ||
+              (pc->max_latency_ms && lat > pc->max_latency_ms);
+    else
+        now = !((!pc->max_inflight || (double)inflight <= 0.8 * cap) &&
+                (!pc->max_latency_ms || lat <= 0.8 * pc->max_latency_ms));
+    if (now != was) {
+        atomic_store_explicit(&pool->saturated, now, memory_order_relaxed);
+        tg_log(TG_LOG_INFO, "pool", "pool %s %s (in flight %lld, latency %.1f ms)", pc->name,
+               now ? "saturated: spilling over" : "recovered", inflight, lat);
+    }
+    return now;
+}
+
+void tg_pools_budget_deposit(struct tg_pools *pools)
+{
+    const struct tg_limits *l = &pools->config->limits;
+    long long cap = (long long)l->retry_min * 1000;
+    long long v = atomic_fetch_add_explicit(&pools->retry_milli, l->retry_budget_percent * 10,
+                                            memory_order_relaxed);
+    if (v + l->retry_budget_percent * 10 > cap)
+        atomic_store_explicit(&pools->retry_milli, cap, memory_order_relaxed);
+}
+
+int tg_pools_budget_take(struct tg_pools *pools)
+{
+    long long v = atomic_load_explicit(&pools->retry_milli, memory_order_relaxed);
+    while (v >= 1000) {
+        if (atomic_compare_exchange_weak_explicit(&pools->retry_milli, &v, v - 1000,
+                                                  memory_order_relaxed, memory_order_relaxed))
+            return 1;
+    }
+    return 0;
+}
+
+int tg_pool_pick(struct tg_pool *pool, uint64_t now_ms, struct tg_replica **replica,
+                 struct tg_channel **channel)
 {
     size_t n = pool->n_replicas;
     unsigned start = atomic_fetch_add_explicit(&pool->next, 1, memory_order_relaxed);
     struct tg_replica *fallback = NULL;
     struct tg_channel *fallback_ch = NULL;
 
-    for (size_t i = 0; i < n; i++) {
-        struct tg_replica *rep = &pool->replicas[(start + i) % n];
-        unsigned k0 = atomic_fetch_add_explicit(&rep->next, 1, memory_order_relaxed);
-        for (size_t j = 0; j < rep->n_channels; j++) {
-            struct tg_channel *ch = &rep->channels[(k0 + j) % rep->n_channels];
-            grpc_connectivity_state st = grpc_channel_check_connectivity_state(ch->ch, 0);
-            if (st == GRPC_CHANNEL_READY) {
-                *replica = rep;
-                *channel = ch;
-                return 0;
-            }
-            if (st == GRPC_CHANNEL_IDLE) /* round_robin should not idle; wake it anyway */
-                grpc_channel_check_connectivity_state(ch->ch, 1);
-            if (st != GRPC_CHANNEL_TRANSIENT_FAILURE && st != GRPC_CHANNEL_SHUTDOWN &&
-                fallback == NULL) {
-                fallback = rep;
-                fallback_ch = ch;
+    /* ejected replicas only when every replica is ejected (better than refusing all) */
+    for (int pass = 0; pass < 2 && fallback == NULL; pass++) {
+        for (size_t i = 0; i < n; i++) {
+            struct tg_replica *rep = &pool->replicas[(start + i) % n];
+            if (pass == 0 && tg_replica_ejected(rep, now_ms))
+                continue;
+            unsigned k0 = atomic_fetch_add_explicit(&rep->next, 1, memory_order_relaxed);
+            for (size_t j = 0; j < rep->n_channels; j++) {
+                struct tg_channel *ch = &rep->channels[(k0 + j) % rep->n_channels];
+                grpc_connectivity_state st = grpc_channel_check_connectivity_state(ch->ch, 0);
+                if (st == GRPC_CHANNEL_READY) {
+                    *replica = rep;
+                    *channel = ch;
+                    return 0;
+                }
+                if (st == GRPC_CHANNEL_IDLE) /* round_robin should not idle; wake it anyway */
+                    grpc_channel_check_connectivity_state(ch->ch, 1);
+                if (st != GRPC_CHANNEL_TRANSIENT_FAILURE && st != GRPC_CHANNEL_SHUTDOWN &&
+                    fallback == NULL) {
+                    fallback = rep;
+                    fallback_ch = ch;
+                }
             }
         }
     }

@@ -30,6 +30,7 @@
 #include "tfgate/arena.h"
 #include "tfgate/auth.h"
 #include "tfgate/compress.h"
+#include "tfgate/dispatch.h"
 #include "tfgate/common.h"
 #include "tfgate/config.h"
 #include "tfgate/error.h"
@@ -75,7 +76,8 @@ struct rest {
     struct tg_tjf_body *fast; /* a Predict body the fast path scanned, or NULL */
     struct tg_pool *pool;
     const struct tg_route_cfg *route;
-    struct tg_upstream_call call;
+    struct tg_dispatch d; /* the backend call, with its pool choice and retries */
+    int64_t batch;        /* dim 0 of a predict request, -1 when unknown */
     int in_flight;
     int row;
     char cache_key[512];
@@ -357,10 +359,18 @@ static void call_backend(struct tg_stream *st, struct rest *r, enum tg_grpc_meth
         .timeout_ms =
             r->route->timeout_ms ? r->route->timeout_ms : st->w->limits->default_deadline_ms,
     };
+    char why[300];
+    int rv = tg_dispatch_start(&r->d, st->w, r->route, r->batch, &req, &st->arena, on_call_done, st,
+                               why, sizeof(why));
+    if (rv != TG_DISPATCH_STARTED) {
+        if (rv == TG_DISPATCH_SATURATED)
+            tg_stream_add_resp_header(st, "retry-after", "1", 1);
+        respond_error(st, rv == TG_DISPATCH_SATURATED ? 429 : 504, why);
+        return;
+    }
     r->next = next;
     r->in_flight = 1;
     tg_stream_ref(st);
-    tg_upstream_start(st->w, &r->call, &req, &st->arena, on_call_done, st);
 }
 
 /* A failed backend call: TF Serving's code -> HTTP table (§3.11), or 503 naming the pool. */
@@ -586,6 +596,11 @@ static void predict_done(struct tg_stream *st, struct rest *r, const struct tg_u
         respond_grpc_error(st, err.code, err.message);
         return;
     }
+    if (resp->model_spec && resp->model_spec->version) {
+        char v[24];
+        snprintf(v, sizeof(v), "%lld", (long long)resp->model_spec->version->value);
+        tg_stream_add_resp_header(st, "x-tfgate-model-version", v, strlen(v));
+    }
     respond_json(st, 200, text, len);
 }
 
@@ -626,10 +641,11 @@ static void predict_with_signature(struct tg_stream *st, struct rest *r, const s
             return;
         }
     }
-    if (r->route->max_batch || r->route->max_elements) {
+    if (r->route->max_batch || r->route->max_elements || r->route->batch_pool) {
         struct tg_request_size size;
         char text[400];
         tg_admission_of_predict(req, &size);
+        r->batch = size.batch;
         if (tg_admission_check(r->route, r->name, &size, text, sizeof(text)) != TG_ADMIT) {
             respond_error(st, 400, text);
             return;
@@ -934,6 +950,10 @@ static void maybe_gunzip(struct tg_stream *st, const uint8_t **body, size_t *len
 static void proceed(struct tg_stream *st)
 {
     struct rest *r = st->hdata;
+    /* a canary label for a request that names no version or label; after authorization, which
+     * judged what the client asked for */
+    if (r->kind != R_STATUS && r->kind != R_METADATA && !r->has_version && r->label == NULL)
+        r->label = tg_dispatch_canary(r->route, st);
     switch (r->kind) {
     case R_STATUS: {
         Tensorflow__Serving__GetModelStatusRequest *req =
@@ -970,6 +990,7 @@ static void on_request(struct tg_stream *st)
 {
     struct rest *r = TG_ARENA_NEW(&st->arena, struct rest);
     st->hdata = r;
+    r->batch = -1;
 
     if (strcmp(st->method, "OPTIONS") == 0) { /* CORS preflight, before routing (§3.1) */
         const struct tg_header *o = tg_stream_header(st, "origin");
@@ -1025,7 +1046,7 @@ static void on_close(struct tg_stream *st)
 {
     struct rest *r = st->hdata;
     if (r != NULL && r->in_flight)
-        tg_upstream_cancel(&r->call);
+        tg_dispatch_cancel(&r->d);
 }
 
 const struct tg_handler tg_rest_handler = {"rest", body_limit, on_request, on_close, 1};

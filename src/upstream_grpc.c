@@ -140,7 +140,7 @@ static void start(struct tg_upstream_call *c, const struct tg_upstream_req *req)
     struct gcall *g;
     grpc_op ops[6];
 
-    if (tg_pool_pick(req->pool, &replica, &channel) != 0) {
+    if (tg_pool_pick(req->pool, tg_worker_now(c->w), &replica, &channel) != 0) {
         tg_upstream__fail_later(c, GRPC_STATUS_UNAVAILABLE, "no replica is reachable");
         return;
     }

@@ -748,18 +748,25 @@ static struct hconn *pick(struct h2up *up, struct tg_pool *pool)
     size_t pi = (size_t)(pool - up->w->gw->pools->pools);
     struct poolconns *pc = &up->pools[pi];
     struct hconn *fallback = NULL;
+    uint64_t now = uv_now(&up->w->loop);
     unsigned r0 = pc->next++;
-    for (size_t i = 0; i < pc->n_replicas; i++) {
-        struct replconns *rc = &pc->reps[(r0 + i) % pc->n_replicas];
-        unsigned k0 = rc->next++;
-        for (size_t k = 0; k < rc->n; k++) {
-            struct hconn *c = rc->conns[(k0 + k) % rc->n];
-            if (c->goaway || c->session == NULL)
+    /* ejected replicas only when every replica is ejected (better than refusing all) */
+    for (int pass = 0; pass < 2 && fallback == NULL; pass++) {
+        for (size_t i = 0; i < pc->n_replicas; i++) {
+            size_t ri = (r0 + i) % pc->n_replicas;
+            struct replconns *rc = &pc->reps[ri];
+            if (pass == 0 && tg_replica_ejected(&pool->replicas[ri], now))
                 continue;
-            if (c->state == H_READY)
-                return c;
-            if (c->state == H_CONNECTING && fallback == NULL)
-                fallback = c;
+            unsigned k0 = rc->next++;
+            for (size_t k = 0; k < rc->n; k++) {
+                struct hconn *c = rc->conns[(k0 + k) % rc->n];
+                if (c->goaway || c->session == NULL)
+                    continue;
+                if (c->state == H_READY)
+                    return c;
+                if (c->state == H_CONNECTING && fallback == NULL)
+                    fallback = c;
+            }
         }
     }
     return fallback;

@@ -45,6 +45,15 @@ struct tg_pool_cfg {
     char *tls_cert;                /* client certificate (mTLS), or NULL */
     char *tls_key;
     char *tls_server_name; /* expected name in the backend's certificate, or NULL */
+    /* saturation (dispatch.h): the pool takes no new request while every replica has
+     * max_inflight calls in flight, or while its latency (EWMA) is above max_latency_ms;
+     * it takes them again below 80% of both (hysteresis). 0 = no limit. */
+    uint32_t max_inflight; /* per replica */
+    uint32_t max_latency_ms;
+    /* passive outlier detection: a replica answering UNAVAILABLE or INTERNAL this many times
+     * in a row is ejected for eject_ms (0 = off) */
+    uint32_t outlier_failures; /* default 5 */
+    uint32_t outlier_eject_ms; /* default 10000 */
 };
 
 struct tg_route_cfg {
@@ -52,6 +61,14 @@ struct tg_route_cfg {
     char *pool;          /* a pool's name */
     uint32_t timeout_ms; /* deadline when the client sends none; 0 = limits.default_deadline_ms */
     uint32_t max_timeout_ms; /* clamp for client deadlines; 0 = limits.max_deadline_ms */
+    size_t n_fallbacks;
+    char **fallbacks; /* pools tried in order when the primary is saturated or fails */
+    char *batch_pool; /* requests with a batch (dim 0) of at least batch_min go here */
+    uint64_t batch_min;
+    size_t n_canary; /* weighted labels for requests that name no version or label */
+    char **canary_labels;
+    uint32_t *canary_weights;
+    char *canary_sticky; /* "subject" (the caller), "header:NAME", or NULL (random) */
     /* admission (admission.h), checked before a request reaches a backend; 0 = no limit */
     uint64_t max_batch;         /* dim 0 of any Predict input */
     uint64_t max_elements;      /* values over all Predict inputs */
@@ -75,6 +92,8 @@ struct tg_limits {
     uint32_t reset_burst;            /* nghttp2 stream reset rate limit (CVE-2023-44487) */
     uint32_t reset_rate;             /* resets per second after the burst */
     uint32_t sweep_interval_ms;      /* how often timeouts are checked (their granularity); 1 s */
+    uint32_t retry_budget_percent;   /* retries at most this share of requests; 20 */
+    uint32_t retry_min;              /* ... plus a burst of this many; 10 */
 };
 
 /* An identity provider whose JWTs the gateway accepts (jwt.h). */

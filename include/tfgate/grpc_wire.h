@@ -74,6 +74,17 @@ int tg_grpc_model_spec(enum tg_grpc_method method, const uint8_t *msg, size_t le
 int tg_grpc_task_model_spec(enum tg_grpc_method method, const uint8_t *msg, size_t len, size_t task,
                             struct tg_arena *arena, struct tg_model_spec *out);
 
+/* The model version a backend's answer reports (the response's ModelSpec: field 2 of
+ * Predict/Classify/Regress responses, field 1 of GetModelMetadata's). Returns 1 with
+ * |*version|, 0 when the answer names none (or does not parse). */
+int tg_grpc_response_version(enum tg_grpc_method method, const uint8_t *msg, size_t len,
+                             struct tg_arena *arena, int64_t *version);
+
+/* |msg| with its ModelSpec's version_label set to |label| (a ModelSpec field appended:
+ * protobuf merges it, and the later label wins the version oneof). In |arena|. */
+const uint8_t *tg_grpc_with_label(const uint8_t *msg, size_t len, const char *label,
+                                  struct tg_arena *arena, size_t *out_len);
+
 struct tg_request_size;
 
 /* The size of a serialized PredictRequest for admission (admission.h) and routing: the inputs'

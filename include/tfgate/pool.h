@@ -37,6 +37,9 @@ struct tg_replica {
     atomic_uint next;            /* round-robin over channels */
     atomic_ullong calls;         /* calls started on this replica */
     atomic_llong inflight;       /* calls started and not yet completed */
+    /* passive outlier detection (tg_replica_observe) */
+    atomic_uint failures_in_row;
+    atomic_ullong ejected_until_ms; /* loop clock; 0 = not ejected */
 };
 
 struct tg_pool {
@@ -44,12 +47,18 @@ struct tg_pool {
     size_t n_replicas;
     struct tg_replica *replicas; /* owned */
     atomic_uint next;            /* round-robin over replicas */
+    /* saturation (tg_pool_saturated): latency EWMA in ms (double bits), when it was last fed,
+     * and the state with its hysteresis */
+    atomic_ullong ewma_bits;
+    atomic_ullong ewma_at_ms;
+    atomic_int saturated;
 };
 
 struct tg_pools {
     struct tg_config *config; /* a reference */
     size_t n_pools;
-    struct tg_pool *pools; /* owned, in config order */
+    struct tg_pool *pools;    /* owned, in config order */
+    atomic_llong retry_milli; /* the retry budget, in thousandths of a retry */
 };
 
 /* Creates every pool's channels and starts connecting them. Returns NULL with a message in
@@ -61,9 +70,34 @@ void tg_pools_free(struct tg_pools *pools);
 struct tg_pool *tg_pools_route(struct tg_pools *pools, const char *model,
                                const struct tg_route_cfg **route);
 
-/* Picks a replica and channel: round-robin over replicas whose channel is READY, else over
- * those still connecting; never one in TRANSIENT_FAILURE. Returns 0, or -1 when no replica
- * can take a call now. */
-int tg_pool_pick(struct tg_pool *pool, struct tg_replica **replica, struct tg_channel **channel);
+/* The pool named |name|, or NULL. */
+struct tg_pool *tg_pools_find(struct tg_pools *pools, const char *name);
+
+/* ---- health and load (all workers, lock-free; |now_ms| is the loop clock) ---- */
+
+/* 1 while |r| is ejected by outlier detection. */
+int tg_replica_ejected(const struct tg_replica *r, uint64_t now_ms);
+/* |r| answered a call: |failed| (UNAVAILABLE or INTERNAL) counts toward ejection, anything
+ * else resets the count. Returns 1 when this call ejected the replica. */
+int tg_replica_observe(struct tg_pool *pool, struct tg_replica *r, int failed, uint64_t now_ms);
+/* A call on |pool| was answered after |ms|: feeds the latency EWMA. */
+void tg_pool_observe_latency(struct tg_pool *pool, double ms, uint64_t now_ms);
+/* The latency EWMA now (it decays by half each second without samples, so a pool that got
+ * no traffic because it was slow is tried again). */
+double tg_pool_latency(struct tg_pool *pool, uint64_t now_ms);
+/* 1 when |pool| should take no new request: in flight at max_inflight per replica, or latency
+ * above max_latency_ms; back to 0 below 80% of both. */
+int tg_pool_saturated(struct tg_pool *pool, uint64_t now_ms);
+
+/* Retry budget: every request deposits retry_budget_percent of a retry (up to retry_min
+ * saved); a retry withdraws one. Returns 1 when a retry may go. */
+void tg_pools_budget_deposit(struct tg_pools *pools);
+int tg_pools_budget_take(struct tg_pools *pools);
+
+/* Picks a replica and channel: round-robin over replicas that are not ejected and whose
+ * channel is READY, else over those still connecting; never one in TRANSIENT_FAILURE. Returns 0, or
+ * -1 when no replica can take a call now. */
+int tg_pool_pick(struct tg_pool *pool, uint64_t now_ms, struct tg_replica **replica,
+                 struct tg_channel **channel);
 
 #endif /* TG_POOL_H */
