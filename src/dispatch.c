@@ -47,10 +47,10 @@ static void on_done(struct tg_upstream_call *call, void *user)
      * not a fault). A replica that does not answer at all is the transport's business: it
      * reconnects with backoff and takes no calls meanwhile. */
     if (r->replica != NULL && !r->transport_failure)
-        tg_replica_observe(pool, r->replica,
-                           !busy && (r->status == GRPC_STATUS_UNAVAILABLE ||
-                                     r->status == GRPC_STATUS_INTERNAL),
-                           now);
+        tg_replica_observe(
+            pool, r->replica,
+            !busy && (r->status == GRPC_STATUS_UNAVAILABLE || r->status == GRPC_STATUS_INTERNAL),
+            now);
     if (!r->transport_failure && r->status != GRPC_STATUS_CANCELLED)
         tg_pool_observe_latency(pool, (double)(now - d->attempt_ms), now);
 
@@ -64,13 +64,11 @@ static void on_done(struct tg_upstream_call *call, void *user)
                 break;
             }
         }
-        if (next == d->n_cands && r->transport_failure && d->attempts == 1 &&
-            pool->n_replicas > 1)
+        if (next == d->n_cands && r->transport_failure && d->attempts == 1 && pool->n_replicas > 1)
             next = d->at;
         if (next < d->n_cands && tg_pools_budget_take(d->w->gw->pools)) {
             tg_log(TG_LOG_DEBUG, "dispatch", "retrying on pool %s after %s from pool %s",
-                   d->cands[next]->cfg->name, busy ? "a full queue" : "no answer",
-                   pool->cfg->name);
+                   d->cands[next]->cfg->name, busy ? "a full queue" : "no answer", pool->cfg->name);
             d->at = next;
             d->req.timeout_ms = d->timeout_ms - (now - d->started_ms);
             attempt(d);

@@ -116,8 +116,8 @@ out:
     tg_stream_unref(st); /* the call's reference */
 }
 
-/* The deadline the backend sees, in ms: the client's grpc-timeout clamped to the route's
- * maximum, else the route's default. */
+/* The deadline the backend sees, in ms: what is left of the client's grpc-timeout, clamped to
+ * the route's maximum, else the route's default. */
 static uint64_t deadline_for(struct tg_stream *st, const struct tg_route_cfg *route, int *bad)
 {
     const struct tg_limits *lim = st->w->limits;
@@ -127,11 +127,11 @@ static uint64_t deadline_for(struct tg_stream *st, const struct tg_route_cfg *ro
 
     *bad = 0;
     if (h != NULL) {
-        uint64_t client;
+        uint64_t client, spent = tg_worker_now(st->w) - st->start_ms;
         if (tg_grpc_parse_timeout(h->value, h->value_len, &client) != 0)
             *bad = 1;
-        else
-            ms = client;
+        else /* what is left of it: the time the request spent here is gone */
+            ms = client > spent ? client - spent : 1;
     }
     return ms > max ? max : ms;
 }
