@@ -730,7 +730,7 @@ static void handle_status(struct sim_registry *reg, const uint8_t *buf, size_t l
     m = sim_registry_find(reg, spec->name ? spec->name : "");
     res->model = m;
     if (m != NULL) {
-        atomic_fetch_add(&m->calls, 1);
+        /* not counted per model: a status query is a health probe, not traffic */
         if (m->error_code != GRPC_STATUS_OK) {
             sim_status_set(&res->status, m->error_code, "%s", m->error_message);
             goto out;

@@ -101,6 +101,8 @@ static void pool_defaults(struct tg_pool_cfg *p)
     p->keepalive_timeout_ms = 10000;
     p->outlier_failures = 5;
     p->outlier_eject_ms = 10000;
+    p->health_interval_ms = 2000;
+    p->health_timeout_ms = 1000;
 }
 
 int tg_config_transport_from_name(const char *name)
@@ -189,6 +191,7 @@ static void free_config(struct tg_config *c)
         free(p->tls_cert);
         free(p->tls_key);
         free(p->tls_server_name);
+        free_strv(p->health_models, p->n_health_models);
     }
     free(c->pools);
     for (size_t i = 0; i < c->n_routes; i++) {
@@ -899,9 +902,11 @@ static int parse_pool(struct jctx *c, const char *name, json_t *j, struct tg_poo
                                        "max_inflight",
                                        "max_latency_ms",
                                        "outlier",
+                                       "health",
                                        NULL};
     static const char *const bkeys[] = {"initial", "max", NULL};
     static const char *const okeys[] = {"consecutive_failures", "eject_ms", NULL};
+    static const char *const hkeys[] = {"models", "interval_ms", "timeout_ms", NULL};
     static const char *const tkeys[] = {"ca", "cert", "key", "server_name", NULL};
     json_t *targets, *v;
     size_t i, old;
@@ -952,6 +957,17 @@ static int parse_pool(struct jctx *c, const char *name, json_t *j, struct tg_poo
             ju32(c, v, "consecutive_failures", &p->outlier_failures) != 0 ||
             ju32(c, v, "eject_ms", &p->outlier_eject_ms) != 0)
             return -1;
+        jpop(c, old);
+    }
+    if ((v = json_object_get(j, "health")) != NULL) {
+        old = jpush(c, "health", 0);
+        if (jkeys(c, v, hkeys) != 0 ||
+            jstrlist(c, v, "models", &p->health_models, &p->n_health_models) != 0 ||
+            ju32(c, v, "interval_ms", &p->health_interval_ms) != 0 ||
+            ju32(c, v, "timeout_ms", &p->health_timeout_ms) != 0)
+            return -1;
+        if (p->health_interval_ms != 0 && (p->health_interval_ms < 50 || p->health_timeout_ms == 0))
+            return jfail(c, "interval_ms must be 0 (off) or at least 50, timeout_ms above 0");
         jpop(c, old);
     }
     if (p->channels == 0 || p->channels > 64) {
@@ -1097,6 +1113,22 @@ static int validate(struct tg_config *c, char *err, size_t errlen)
                          c->routes[i].model);
                 return -1;
             }
+        }
+    }
+    /* the models each pool's replicas are probed for: given, or the exact names routed there */
+    for (size_t i = 0; i < c->n_pools; i++) {
+        struct tg_pool_cfg *p = &c->pools[i];
+        if (p->health_models != NULL)
+            continue;
+        p->health_models = tg_xcalloc(c->n_routes + 1, sizeof(char *));
+        for (size_t k = 0; k < c->n_routes; k++) {
+            const struct tg_route_cfg *r = &c->routes[k];
+            int here = strcmp(r->pool, p->name) == 0 ||
+                       (r->batch_pool && strcmp(r->batch_pool, p->name) == 0);
+            for (size_t f = 0; f < r->n_fallbacks; f++)
+                here |= strcmp(r->fallbacks[f], p->name) == 0;
+            if (here && strpbrk(r->model, "*?[") == NULL)
+                p->health_models[p->n_health_models++] = tg_xstrdup(r->model);
         }
     }
     if (c->workers == 0 || c->workers > 256) {

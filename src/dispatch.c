@@ -59,7 +59,9 @@ static void on_done(struct tg_upstream_call *call, void *user)
          * again (another replica) when there is no other */
         size_t next = d->n_cands;
         for (size_t i = d->at + 1; i < d->n_cands; i++) {
-            if (!tg_pool_saturated(d->cands[i], now)) {
+            if (!tg_pool_saturated(d->cands[i], now) &&
+                tg_pool_serves(d->cands[i], d->req.model, d->req.has_version, d->req.version,
+                               now)) {
                 next = i;
                 break;
             }
@@ -107,11 +109,17 @@ int tg_dispatch_start(struct tg_dispatch *d, struct tg_worker *w, const struct t
     for (size_t i = 0; i < route->n_fallbacks; i++)
         add_cand(d, tg_pools_find(pools, route->fallbacks[i]));
 
+    /* the first candidate that serves the model (probes) and is not saturated; when probes
+     * say no candidate serves it, the first not saturated (its backend answers for itself) */
     size_t pick = d->n_cands;
-    for (size_t i = 0; i < d->n_cands; i++) {
-        if (!tg_pool_saturated(d->cands[i], now)) {
-            pick = i;
-            break;
+    for (int pass = 0; pass < 2 && pick == d->n_cands; pass++) {
+        for (size_t i = 0; i < d->n_cands; i++) {
+            if ((pass == 1 ||
+                 tg_pool_serves(d->cands[i], req->model, req->has_version, req->version, now)) &&
+                !tg_pool_saturated(d->cands[i], now)) {
+                pick = i;
+                break;
+            }
         }
     }
     if (pick == d->n_cands) {

@@ -307,6 +307,9 @@ static void forward(struct tg_stream *st)
         .message = px->msg, /* in the stream's body or arena: the stream outlives the call */
         .message_len = px->msg_len,
         .timeout_ms = timeout_ms,
+        .model = px->spec.name,
+        .has_version = px->spec.has_version,
+        .version = px->spec.version,
     };
     char why[300];
     int rv = tg_dispatch_start(&px->d, st->w, px->route, batch, &req, &st->arena, on_upstream_done,

@@ -129,6 +129,9 @@ struct tg_pools *tg_pools_new(struct tg_config *config, char *err, size_t errlen
         struct tg_pool *pool = &pools->pools[pools->n_pools++];
         pool->cfg = pc;
         pool->replicas = tg_xcalloc(pc->n_targets, sizeof(*pool->replicas));
+        for (size_t r = 0; r < pc->n_targets; r++)
+            pool->replicas[r].health =
+                tg_xcalloc(pc->n_health_models + 1, sizeof(struct tg_model_health));
         if (pc->transport != TG_TRANSPORT_GRPC_CORE) {
             /* native: each worker opens its own connections (upstream_h2.c) */
             for (size_t r = 0; r < pc->n_targets; r++)
@@ -176,6 +179,7 @@ void tg_pools_free(struct tg_pools *pools)
                 grpc_channel_destroy(rep->channels[k].ch);
             free(rep->channels);
             free(rep->target);
+            free(rep->health);
         }
         free(pool->replicas);
     }
@@ -206,6 +210,49 @@ struct tg_pool *tg_pools_find(struct tg_pools *pools, const char *name)
             return &pools->pools[i];
     }
     return NULL;
+}
+
+int tg_pool_model_index(const struct tg_pool *pool, const char *model)
+{
+    for (size_t i = 0; model != NULL && i < pool->cfg->n_health_models; i++) {
+        if (strcmp(pool->cfg->health_models[i], model) == 0)
+            return (int)i;
+    }
+    return -1;
+}
+
+int tg_replica_serves(const struct tg_replica *r, int mi, int has_version, int64_t version)
+{
+    if (mi < 0 || r->health == NULL)
+        return 1;
+    const struct tg_model_health *h = &r->health[mi];
+    int st = atomic_load_explicit(&h->state, memory_order_relaxed);
+    if (st == TG_HEALTH_UNKNOWN)
+        return 1;
+    if (st == TG_HEALTH_NOT_SERVING)
+        return 0;
+    if (!has_version)
+        return 1;
+    int n = atomic_load_explicit(&h->n_versions, memory_order_relaxed);
+    for (int i = 0; i < n && i < TG_HEALTH_MAX_VERSIONS; i++) {
+        if (atomic_load_explicit(&h->versions[i], memory_order_relaxed) == version)
+            return 1;
+    }
+    return n >= TG_HEALTH_MAX_VERSIONS; /* more versions than kept: do not guess */
+}
+
+int tg_pool_serves(const struct tg_pool *pool, const char *model, int has_version, int64_t version,
+                   uint64_t now_ms)
+{
+    int mi = tg_pool_model_index(pool, model);
+    if (mi < 0)
+        return 1;
+    for (size_t i = 0; i < pool->n_replicas; i++) {
+        if (!tg_replica_ejected(&pool->replicas[i], now_ms) &&
+            tg_replica_serves(&pool->replicas[i], mi, has_version, version))
+            return 1;
+    }
+    return 0;
 }
 
 int tg_replica_ejected(const struct tg_replica *r, uint64_t now_ms)
@@ -315,19 +362,23 @@ int tg_pools_budget_take(struct tg_pools *pools)
     return 0;
 }
 
-int tg_pool_pick(struct tg_pool *pool, uint64_t now_ms, struct tg_replica **replica,
-                 struct tg_channel **channel)
+int tg_pool_pick(struct tg_pool *pool, uint64_t now_ms, const struct tg_pick *want,
+                 struct tg_replica **replica, struct tg_channel **channel)
 {
+    int mi = tg_pool_model_index(pool, want->model);
     size_t n = pool->n_replicas;
     unsigned start = atomic_fetch_add_explicit(&pool->next, 1, memory_order_relaxed);
     struct tg_replica *fallback = NULL;
     struct tg_channel *fallback_ch = NULL;
 
-    /* ejected replicas only when every replica is ejected (better than refusing all) */
+    /* ejected or not-serving replicas only when there is no other (better than refusing) */
     for (int pass = 0; pass < 2 && fallback == NULL; pass++) {
         for (size_t i = 0; i < n; i++) {
             struct tg_replica *rep = &pool->replicas[(start + i) % n];
-            if (pass == 0 && tg_replica_ejected(rep, now_ms))
+            if (want->only != NULL && rep != want->only)
+                continue;
+            if (pass == 0 && (tg_replica_ejected(rep, now_ms) ||
+                              !tg_replica_serves(rep, mi, want->has_version, want->version)))
                 continue;
             unsigned k0 = atomic_fetch_add_explicit(&rep->next, 1, memory_order_relaxed);
             for (size_t j = 0; j < rep->n_channels; j++) {

@@ -358,6 +358,9 @@ static void call_backend(struct tg_stream *st, struct rest *r, enum tg_grpc_meth
         .message_len = len,
         .timeout_ms =
             r->route->timeout_ms ? r->route->timeout_ms : st->w->limits->default_deadline_ms,
+        .model = r->name,
+        .has_version = r->has_version,
+        .version = r->version,
     };
     char why[300];
     int rv = tg_dispatch_start(&r->d, st->w, r->route, r->batch, &req, &st->arena, on_call_done, st,

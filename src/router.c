@@ -7,6 +7,7 @@
 
 #include "tfgate/config.h"
 #include "tfgate/error.h"
+#include "tfgate/health.h"
 #include "tfgate/rest.h"
 #include "tfgate/router.h"
 #include "tfgate/stream.h"
@@ -40,8 +41,11 @@ static const struct tg_handler grpc_h1_handler = {"grpc-over-h1", small_body, gr
 
 const struct tg_handler *tg_router_pick(struct tg_stream *st)
 {
-    if (tg_stream_is_grpc(st))
+    if (tg_stream_is_grpc(st)) {
+        if (st->http2 && tg_health_path(st->path, st->path_len))
+            return &tg_health_handler;
         return st->http2 ? &tg_grpc_proxy_handler : &grpc_h1_handler;
+    }
     if (st->path_len >= 4 && strncasecmp(st->path, "/v1/", 4) == 0)
         return &tg_rest_handler;
     return &not_found_handler;

@@ -140,7 +140,8 @@ static void start(struct tg_upstream_call *c, const struct tg_upstream_req *req)
     struct gcall *g;
     grpc_op ops[6];
 
-    if (tg_pool_pick(req->pool, tg_worker_now(c->w), &replica, &channel) != 0) {
+    struct tg_pick want = {req->model, req->has_version, req->version, req->replica};
+    if (tg_pool_pick(req->pool, tg_worker_now(c->w), &want, &replica, &channel) != 0) {
         tg_upstream__fail_later(c, GRPC_STATUS_UNAVAILABLE, "no replica is reachable");
         return;
     }

@@ -743,19 +743,25 @@ static void conn_fail(struct hconn *c, const char *why)
 
 /* ---- the transport interface ---- */
 
-static struct hconn *pick(struct h2up *up, struct tg_pool *pool)
+static struct hconn *pick(struct h2up *up, const struct tg_upstream_req *req)
 {
+    struct tg_pool *pool = req->pool;
+    int mi = tg_pool_model_index(pool, req->model);
     size_t pi = (size_t)(pool - up->w->gw->pools->pools);
     struct poolconns *pc = &up->pools[pi];
     struct hconn *fallback = NULL;
     uint64_t now = uv_now(&up->w->loop);
     unsigned r0 = pc->next++;
-    /* ejected replicas only when every replica is ejected (better than refusing all) */
+    /* ejected or not-serving replicas only when there is no other (better than refusing) */
     for (int pass = 0; pass < 2 && fallback == NULL; pass++) {
         for (size_t i = 0; i < pc->n_replicas; i++) {
             size_t ri = (r0 + i) % pc->n_replicas;
             struct replconns *rc = &pc->reps[ri];
-            if (pass == 0 && tg_replica_ejected(&pool->replicas[ri], now))
+            struct tg_replica *rep = &pool->replicas[ri];
+            if (req->replica != NULL && rep != req->replica)
+                continue;
+            if (pass == 0 && (tg_replica_ejected(rep, now) ||
+                              !tg_replica_serves(rep, mi, req->has_version, req->version)))
                 continue;
             unsigned k0 = rc->next++;
             for (size_t k = 0; k < rc->n; k++) {
@@ -775,7 +781,7 @@ static struct hconn *pick(struct h2up *up, struct tg_pool *pool)
 static void start(struct tg_upstream_call *call, const struct tg_upstream_req *req)
 {
     struct h2up *up = call->w->h2up;
-    struct hconn *c = pick(up, req->pool);
+    struct hconn *c = pick(up, req);
     struct tg_arena *a = call->arena;
 
     if (c == NULL) {

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "tfgate/auth.h"
+#include "tfgate/health.h"
 #include "tfgate/ratelimit.h"
 #include "tfgate/common.h"
 #include "tfgate/config.h"
@@ -216,6 +217,7 @@ static void on_drain(struct tg_msg *msg)
     for (size_t i = 0; i < w->n_listen_polls; i++)
         uv_poll_stop(&w->listen_polls[i]);
     atomic_fetch_add(&w->gw->listeners_released, 1); /* main may close the sockets now */
+    tg_health_stop(w);
     for (struct tg_conn *c = w->conns; c != NULL; c = c->next) {
         if (c->state == TG_CONN_ACTIVE && !c->closing)
             c->ops->drain(c);
@@ -246,6 +248,7 @@ static void *loop_main(void *arg)
     struct tg_worker *w = arg;
     tg_upstream_h2_worker_start(w);
     tg_ratelimit_worker_start(w);
+    tg_health_start(w);
     uv_run(&w->loop, UV_RUN_DEFAULT);
     /* stopped by pump_exit: every connection and call is gone; close the loop's handles */
     uv_walk(&w->loop, close_walk, NULL);
@@ -254,6 +257,7 @@ static void *loop_main(void *arg)
     tg_rest_cache_free(w);
     tg_auth_cache_free(w);
     tg_ratelimit_worker_free(w);
+    tg_health_free(w);
     return NULL;
 }
 

@@ -54,6 +54,11 @@ struct tg_pool_cfg {
      * in a row is ejected for eject_ms (0 = off) */
     uint32_t outlier_failures; /* default 5 */
     uint32_t outlier_eject_ms; /* default 10000 */
+    /* active health (health.h): each replica is asked for the status of these models */
+    size_t n_health_models;
+    char **health_models;        /* default: the exact model names routed to the pool */
+    uint32_t health_interval_ms; /* default 2000; 0 = no probing */
+    uint32_t health_timeout_ms;  /* default 1000 */
 };
 
 struct tg_route_cfg {

@@ -30,6 +30,21 @@ struct tg_channel {
     void *methods[TG_GM_COUNT]; /* grpc_channel_register_call handles */
 };
 
+#define TG_HEALTH_MAX_VERSIONS 16
+
+enum tg_health {
+    TG_HEALTH_UNKNOWN = 0, /* not probed yet: taken as serving */
+    TG_HEALTH_SERVING,     /* some version AVAILABLE */
+    TG_HEALTH_NOT_SERVING, /* no version AVAILABLE (LOADING, UNLOADING, missing), or no answer */
+};
+
+/* One probed model on one replica (health.c writes, every worker reads). */
+struct tg_model_health {
+    atomic_int state; /* enum tg_health */
+    atomic_int n_versions;
+    atomic_llong versions[TG_HEALTH_MAX_VERSIONS]; /* the AVAILABLE ones */
+};
+
 struct tg_replica {
     char *target; /* as configured */
     size_t n_channels;
@@ -40,6 +55,7 @@ struct tg_replica {
     /* passive outlier detection (tg_replica_observe) */
     atomic_uint failures_in_row;
     atomic_ullong ejected_until_ms; /* loop clock; 0 = not ejected */
+    struct tg_model_health *health; /* one per pool->cfg->health_models */
 };
 
 struct tg_pool {
@@ -75,6 +91,15 @@ struct tg_pool *tg_pools_find(struct tg_pools *pools, const char *name);
 
 /* ---- health and load (all workers, lock-free; |now_ms| is the loop clock) ---- */
 
+/* The index of |model| among the pool's probed models, or -1. */
+int tg_pool_model_index(const struct tg_pool *pool, const char *model);
+/* 1 unless probes say |r| does not serve |model| (index |mi|; -1 = not probed: serves) in
+ * |version| (when |has_version|). */
+int tg_replica_serves(const struct tg_replica *r, int mi, int has_version, int64_t version);
+/* 1 if some replica of |pool| that is not ejected serves |model| (see above). */
+int tg_pool_serves(const struct tg_pool *pool, const char *model, int has_version, int64_t version,
+                   uint64_t now_ms);
+
 /* 1 while |r| is ejected by outlier detection. */
 int tg_replica_ejected(const struct tg_replica *r, uint64_t now_ms);
 /* |r| answered a call: |failed| (UNAVAILABLE or INTERNAL) counts toward ejection, anything
@@ -94,10 +119,18 @@ int tg_pool_saturated(struct tg_pool *pool, uint64_t now_ms);
 void tg_pools_budget_deposit(struct tg_pools *pools);
 int tg_pools_budget_take(struct tg_pools *pools);
 
-/* Picks a replica and channel: round-robin over replicas that are not ejected and whose
- * channel is READY, else over those still connecting; never one in TRANSIENT_FAILURE. Returns 0, or
+/* Picks a replica and channel: round-robin over replicas that are not ejected, serve the model
+ * (probes) and whose channel is READY, else over those still connecting; never one in
+ * TRANSIENT_FAILURE. When no replica qualifies, ejected or not-serving ones are taken rather
+ * than none (the backend then answers for itself). Returns 0, or
  * -1 when no replica can take a call now. */
-int tg_pool_pick(struct tg_pool *pool, uint64_t now_ms, struct tg_replica **replica,
-                 struct tg_channel **channel);
+struct tg_pick {
+    const char *model; /* skip replicas not serving it (probes), or NULL */
+    int has_version;
+    int64_t version;
+    struct tg_replica *only; /* this replica, or NULL */
+};
+int tg_pool_pick(struct tg_pool *pool, uint64_t now_ms, const struct tg_pick *want,
+                 struct tg_replica **replica, struct tg_channel **channel);
 
 #endif /* TG_POOL_H */

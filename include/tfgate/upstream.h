@@ -51,6 +51,12 @@ struct tg_upstream_req {
     const uint8_t *message; /* the serialized request, without the gRPC prefix */
     size_t message_len;
     uint64_t timeout_ms; /* the deadline the backend sees */
+    /* the model asked for, so replicas whose probes say they do not serve it are skipped
+     * (pool.h); NULL for none */
+    const char *model;
+    int has_version;
+    int64_t version;
+    struct tg_replica *replica; /* this replica only (health probes), or NULL to pick */
 };
 
 struct tg_upstream_result {

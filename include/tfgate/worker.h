@@ -34,6 +34,7 @@ struct tg_auth;
 struct tg_auth_cache;
 struct tg_ratelimit;
 struct rl_redis;
+struct prober;
 
 /* A message for a worker's loop thread. The poster owns it until deliver() runs. */
 struct tg_msg {
@@ -98,6 +99,7 @@ struct tg_worker {
     struct tg_rest_cache *rest_cache; /* REST: signatures by model (rest.c) */
     struct tg_auth_cache *auth_cache; /* verified tokens (auth.c) */
     struct rl_redis *rl_redis;        /* the Redis connection of the rate limits (ratelimit.c) */
+    struct prober *prober;            /* worker 0: the health probes (health.c) */
 
     int draining;
     uint64_t drain_deadline_ms;

@@ -243,6 +243,85 @@ class TestTraffic(unittest.TestCase):
         self.assertEqual(codes.count(grpc.StatusCode.OK), retried)
         self.assertEqual(codes.count(grpc.StatusCode.UNAVAILABLE), 100 - retried)
 
+    def health_gateway(self, a, b):
+        return self.stop_later(gateway(self.tmp.name, "health-%d" % a.port, {
+            "p": {"targets": [a.addr, b.addr],
+                  "health": {"models": ["half_plus_two", "half_plus_three"], "interval_ms": 100}}},
+            [{"model": "*", "pool": "p"}]))
+
+    def wait_log(self, gw, text, seconds=5):
+        deadline = time.monotonic() + seconds
+        while text not in gw.stderr() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.assertIn(text, gw.stderr())
+
+    def test_loading_model_gets_no_traffic(self):
+        a, b = harness.Sim(), harness.Sim()
+        self.addCleanup(a.stop)
+        self.addCleanup(b.stop)
+        gw = self.health_gateway(a, b)
+        self.wait_log(gw, "replica %s: model half_plus_two serving" % b.addr)
+        for v in (123, 124):
+            b.control(op="set_state", model="half_plus_two", version=v, state="LOADING")
+        self.wait_log(gw, "replica %s: model half_plus_two not serving" % b.addr)
+        for s in (a, b):
+            s.control(op="reset_stats")
+        with gw.channel() as ch:
+            for _ in range(20):
+                self.assertEqual(call(ch, predict())[0], grpc.StatusCode.OK)
+                self.assertEqual(call(ch, predict("half_plus_three"))[0], grpc.StatusCode.OK)
+        self.assertEqual(predicts(b, "half_plus_two"), 0)  # the loading model: none
+        self.assertEqual(predicts(a, "half_plus_two"), 20)
+        self.assertGreater(predicts(b, "half_plus_three"), 0)  # its other model: still served
+        # loaded again: back in rotation
+        for v in (123, 124):
+            b.control(op="set_state", model="half_plus_two", version=v, state="AVAILABLE")
+        time.sleep(0.5)
+        with gw.channel() as ch:
+            for _ in range(20):
+                call(ch, predict())
+        self.assertGreater(predicts(b, "half_plus_two"), 0)
+
+    def test_grpc_health_service(self):
+        a, b = harness.Sim(), harness.Sim()
+        self.addCleanup(a.stop)
+        self.addCleanup(b.stop)
+        gw = self.health_gateway(a, b)
+        self.wait_log(gw, "replica %s: model half_plus_two serving" % b.addr)
+        self.wait_log(gw, "replica %s: model half_plus_two serving" % a.addr)
+
+        def check(service, method="Check"):
+            # grpc.health.v1 HealthCheckRequest/Response, encoded by hand (field 1 each)
+            with gw.channel() as ch:
+                fn = ch.unary_unary("/grpc.health.v1.Health/" + method) if method == "Check" else \
+                    ch.unary_stream("/grpc.health.v1.Health/Watch")
+                req = b"\x0a" + bytes([len(service)]) + service.encode() if service else b""
+                try:
+                    resp = fn(req, timeout=5) if method == "Check" else next(iter(fn(req, timeout=5)))
+                except grpc.RpcError as e:
+                    return e.code().name
+                return {b"\x08\x01": "SERVING", b"\x08\x02": "NOT_SERVING"}[resp]
+
+        self.assertEqual(check(""), "SERVING")
+        self.assertEqual(check("half_plus_two"), "SERVING")
+        self.assertEqual(check("half_plus_two:123"), "SERVING")
+        self.assertEqual(check("half_plus_two:stable"), "SERVING")
+        self.assertEqual(check("half_plus_two:999"), "NOT_SERVING")
+        self.assertEqual(check("half_plus_two", "Watch"), "SERVING")
+        self.assertEqual(check("nosuch"), "NOT_FOUND")
+        for s in (a, b):
+            s.control(op="set_state", model="half_plus_two", version=123, state="UNLOADING")
+        self.wait_log(gw, "replica %s: model half_plus_two serving" % a.addr)  # 124 still
+        time.sleep(0.4)
+        self.assertEqual(check("half_plus_two:123"), "NOT_SERVING")
+        self.assertEqual(check("half_plus_two:124"), "SERVING")
+        for s in (a, b):
+            s.control(op="set_state", model="half_plus_two", version=124, state="LOADING")
+        self.wait_log(gw, "replica %s: model half_plus_two not serving" % a.addr)
+        self.wait_log(gw, "replica %s: model half_plus_two not serving" % b.addr)
+        self.assertEqual(check("half_plus_two"), "NOT_SERVING")
+        self.assertEqual(check("half_plus_three"), "SERVING")
+
     def test_deadline_shorter_than_typical_latency_fails_fast(self):
         slow = harness.Sim("--compute-us", "100000")
         self.addCleanup(slow.stop)
