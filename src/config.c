@@ -8,6 +8,7 @@
  */
 #include <ctype.h>
 #include <errno.h>
+#include <fnmatch.h>
 #include <getopt.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -203,6 +204,10 @@ static void free_config(struct tg_config *c)
         free_strv(r->canary_labels, r->n_canary);
         free(r->canary_weights);
         free(r->canary_sticky);
+        free(r->label);
+        free(r->signature);
+        free(r->header_name);
+        free(r->header_value);
     }
     free(c->routes);
     free_auth(&c->auth);
@@ -818,6 +823,31 @@ static int parse_ratelimit(struct jctx *c, json_t *j, struct tg_ratelimit_cfg *r
 /* A route's traffic policies (dispatch.h): batch_pool and canary. */
 static int parse_route_policies(struct jctx *c, json_t *j, struct tg_route_cfg *r)
 {
+    static const char *const hkeys[] = {"name", "value", NULL};
+    json_t *ver = json_object_get(j, "version"), *hdr = json_object_get(j, "header");
+    if (ver != NULL) {
+        if (!json_is_integer(ver) || json_integer_value(ver) < 0) {
+            size_t o = jpush(c, "version", 0);
+            jfail(c, "must be a version number");
+            jpop(c, o);
+            return -1;
+        }
+        r->has_version = 1;
+        r->version = json_integer_value(ver);
+    }
+    if (jstr(c, j, "label", &r->label) != 0 || jstr(c, j, "signature", &r->signature) != 0)
+        return -1;
+    if (hdr != NULL) {
+        size_t o = jpush(c, "header", 0);
+        if (jkeys(c, hdr, hkeys) != 0 || jstr(c, hdr, "name", &r->header_name) != 0 ||
+            jstr(c, hdr, "value", &r->header_value) != 0)
+            return -1;
+        if (r->header_name == NULL || r->header_value == NULL)
+            return jfail(c, "needs 'name' and 'value'");
+        for (char *p = r->header_name; *p; p++)
+            *p = (char)tolower((unsigned char)*p);
+        jpop(c, o);
+    }
     static const char *const bkeys[] = {"min_batch", "pool", NULL};
     static const char *const ckeys[] = {"labels", "sticky", NULL};
     json_t *v, *e;
@@ -1108,7 +1138,17 @@ static int validate(struct tg_config *c, char *err, size_t errlen)
             return -1;
         }
         for (size_t k = 0; k < i; k++) {
-            if (strcmp(c->routes[i].model, c->routes[k].model) == 0) {
+            const struct tg_route_cfg *a = &c->routes[i], *b = &c->routes[k];
+            /* the same model and the same conditions: the second could never match */
+            if (strcmp(a->model, b->model) == 0 && a->has_version == b->has_version &&
+                (!a->has_version || a->version == b->version) &&
+                (a->label == NULL) == (b->label == NULL) &&
+                (a->label == NULL || strcmp(a->label, b->label) == 0) &&
+                (a->signature == NULL) == (b->signature == NULL) &&
+                (a->signature == NULL || strcmp(a->signature, b->signature) == 0) &&
+                (a->header_name == NULL) == (b->header_name == NULL) &&
+                (a->header_name == NULL || (strcmp(a->header_name, b->header_name) == 0 &&
+                                            strcmp(a->header_value, b->header_value) == 0))) {
                 snprintf(err, errlen, "%s: two routes for model '%s'", c->source,
                          c->routes[i].model);
                 return -1;
@@ -1157,8 +1197,9 @@ int tg_config_parse_json(const char *text, size_t len, const char *origin, struc
     static const char *const keys[] = {"workers", "log_level", "listen",      "pools", "routes",
                                        "limits",  "auth",      "rate_limits", NULL};
     static const char *const rkeys[] = {
-        "model",  "pool",      "timeout_ms",   "max_timeout_ms",    "fallbacks", "batch_pool",
-        "canary", "max_batch", "max_elements", "max_request_bytes", NULL};
+        "model",      "pool",   "timeout_ms", "max_timeout_ms", "fallbacks",
+        "batch_pool", "canary", "max_batch",  "max_elements",   "max_request_bytes",
+        "version",    "label",  "signature",  "header",         NULL};
     struct jctx c = {.text = text, .len = len, .origin = origin, .err = err, .errlen = errlen};
     struct tg_config *cfg = tg_xcalloc(1, sizeof(*cfg));
     json_error_t jerr;
@@ -1579,16 +1620,48 @@ out:
     return rv;
 }
 
+static int is_glob(const char *s)
+{
+    return strpbrk(s, "*?[") != NULL;
+}
+
+static int route_holds(const struct tg_route_cfg *r, const struct tg_route_query *q)
+{
+    if (r->has_version && (!q->has_version || q->version != r->version))
+        return 0;
+    if (r->label != NULL && (q->label == NULL || strcmp(q->label, r->label) != 0))
+        return 0;
+    if (r->signature != NULL && q->signature != NULL &&
+        strcmp(q->signature[0] ? q->signature : "serving_default", r->signature) != 0)
+        return 0;
+    if (r->header_name != NULL) {
+        const char *v = q->header ? q->header(q->arg, r->header_name) : NULL;
+        if (v == NULL || strcmp(v, r->header_value) != 0)
+            return 0;
+    }
+    return 1;
+}
+
+const struct tg_route_cfg *tg_config_match(const struct tg_config *c,
+                                           const struct tg_route_query *q)
+{
+    for (size_t i = 0; i < c->n_routes; i++) {
+        const struct tg_route_cfg *r = &c->routes[i];
+        if (!is_glob(r->model) && strcmp(r->model, q->model) == 0 && route_holds(r, q))
+            return r;
+    }
+    for (size_t i = 0; i < c->n_routes; i++) {
+        const struct tg_route_cfg *r = &c->routes[i];
+        if (is_glob(r->model) && fnmatch(r->model, q->model, 0) == 0 && route_holds(r, q))
+            return r;
+    }
+    return NULL;
+}
+
 const struct tg_route_cfg *tg_config_route(const struct tg_config *c, const char *model)
 {
-    const struct tg_route_cfg *star = NULL;
-    for (size_t i = 0; i < c->n_routes; i++) {
-        if (strcmp(c->routes[i].model, model) == 0)
-            return &c->routes[i];
-        if (strcmp(c->routes[i].model, "*") == 0)
-            star = &c->routes[i];
-    }
-    return star;
+    struct tg_route_query q = {.model = model};
+    return tg_config_match(c, &q);
 }
 
 const struct tg_pool_cfg *tg_config_pool(const struct tg_config *c, const char *name)

@@ -212,7 +212,10 @@ static void on_request(struct tg_stream *st)
     }
     if (st->identity != NULL && authorize(st, method, msg, msg_len) != 0)
         return;
-    px->pool = tg_pools_route(st->w->gw->pools, spec.name, &route);
+    struct tg_route_query q = {spec.name,  spec.has_version, spec.version,
+                               spec.label, spec.signature,   tg_stream_header_value,
+                               st};
+    px->pool = tg_pools_match(st->w->gw->pools, &q, &route);
     if (px->pool == NULL) {
         char text[300];
         snprintf(text, sizeof(text), "tfgate: no route for model '%.200s'", spec.name);

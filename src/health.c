@@ -66,7 +66,7 @@ static void on_probe_done(struct tg_upstream_call *call, void *user)
     if (r->status == GRPC_STATUS_OK && r->response != NULL) {
         Tensorflow__Serving__GetModelStatusResponse *resp =
             tensorflow__serving__get_model_status_response__unpack(NULL, r->response_len,
-                                                                    r->response);
+                                                                   r->response);
         const char *state = "no version";
         for (size_t i = 0; resp != NULL && i < resp->n_model_version_status; i++) {
             Tensorflow__Serving__ModelVersionStatus *v = resp->model_version_status[i];
@@ -88,8 +88,8 @@ static void on_probe_done(struct tg_upstream_call *call, void *user)
         snprintf(why, sizeof(why), "%s%.*s", r->transport_failure ? "no answer: " : "",
                  (int)(r->message_len > 120 ? 120 : r->message_len), r->message);
     }
-    set_health(p->pool, p->rep, p->mi, n > 0 ? TG_HEALTH_SERVING : TG_HEALTH_NOT_SERVING,
-               versions, n, n > 0 ? NULL : why);
+    set_health(p->pool, p->rep, p->mi, n > 0 ? TG_HEALTH_SERVING : TG_HEALTH_NOT_SERVING, versions,
+               n, n > 0 ? NULL : why);
     *p->busy = 0;
     tg_arena_dispose(&p->arena);
     free(p);
@@ -106,7 +106,8 @@ static void probe(struct prober *pr, struct tg_pool *pool, size_t ri, int mi, ui
     p->busy = busy;
     *busy = 1;
 
-    Tensorflow__Serving__GetModelStatusRequest req = TENSORFLOW__SERVING__GET_MODEL_STATUS_REQUEST__INIT;
+    Tensorflow__Serving__GetModelStatusRequest req =
+        TENSORFLOW__SERVING__GET_MODEL_STATUS_REQUEST__INIT;
     Tensorflow__Serving__ModelSpec spec = TENSORFLOW__SERVING__MODEL_SPEC__INIT;
     spec.name = pool->cfg->health_models[mi];
     req.model_spec = &spec;
@@ -166,8 +167,8 @@ void tg_health_start(struct tg_worker *w)
     pr->next_ms = tg_xcalloc(pools->n_pools, sizeof(uint64_t));
     pr->busy = tg_xcalloc(pools->n_pools, sizeof(uint8_t *));
     for (size_t i = 0; i < pools->n_pools; i++)
-        pr->busy[i] = tg_xcalloc(pools->pools[i].n_replicas * pools->pools[i].cfg->n_health_models + 1,
-                                 1);
+        pr->busy[i] =
+            tg_xcalloc(pools->pools[i].n_replicas * pools->pools[i].cfg->n_health_models + 1, 1);
     uv_timer_init(&w->loop, &pr->timer);
     pr->timer.data = pr;
     /* a quarter of the shortest interval: each pool keeps its own */
@@ -250,8 +251,7 @@ static int model_status(struct tg_worker *w, const char *service)
         for (size_t r = 0; r < pool->n_replicas; r++) {
             const struct tg_replica *rep = &pool->replicas[r];
             if (atomic_load(&rep->health[mi].state) == TG_HEALTH_SERVING &&
-                !tg_replica_ejected(rep, now) &&
-                tg_replica_serves(rep, mi, has_version, version))
+                !tg_replica_ejected(rep, now) && tg_replica_serves(rep, mi, has_version, version))
                 return SERVING;
         }
     }

@@ -188,19 +188,21 @@ void tg_pools_free(struct tg_pools *pools)
     free(pools);
 }
 
+struct tg_pool *tg_pools_match(struct tg_pools *pools, const struct tg_route_query *q,
+                               const struct tg_route_cfg **route)
+{
+    const struct tg_route_cfg *r = tg_config_match(pools->config, q);
+    struct tg_pool *p = r ? tg_pools_find(pools, r->pool) : NULL;
+    if (p != NULL)
+        *route = r;
+    return p;
+}
+
 struct tg_pool *tg_pools_route(struct tg_pools *pools, const char *model,
                                const struct tg_route_cfg **route)
 {
-    const struct tg_route_cfg *r = tg_config_route(pools->config, model);
-    if (r == NULL)
-        return NULL;
-    for (size_t i = 0; i < pools->n_pools; i++) {
-        if (strcmp(pools->pools[i].cfg->name, r->pool) == 0) {
-            *route = r;
-            return &pools->pools[i];
-        }
-    }
-    return NULL;
+    struct tg_route_query q = {.model = model};
+    return tg_pools_match(pools, &q, route);
 }
 
 struct tg_pool *tg_pools_find(struct tg_pools *pools, const char *name)

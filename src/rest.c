@@ -983,6 +983,16 @@ static void proceed(struct tg_stream *st)
  * An anonymous caller was already decided by the model alone. */
 static void admit(struct tg_stream *st, struct rest *r)
 {
+    if (r->kind == R_PREDICT || r->kind == R_CLASSIFY || r->kind == R_REGRESS) {
+        const struct tg_route_cfg *route;
+        struct tg_route_query q = {r->name,      r->has_version,         r->version, r->label,
+                                   r->signature, tg_stream_header_value, st};
+        struct tg_pool *pool = tg_pools_match(st->w->gw->pools, &q, &route);
+        if (pool != NULL) {
+            r->pool = pool;
+            r->route = route;
+        }
+    }
     if (st->identity != NULL && !st->identity->anonymous && authorize(st, r) != 0)
         return;
     if (tg_ratelimit_check(st, r->name, proceed) == 0)
@@ -1008,7 +1018,11 @@ static void on_request(struct tg_stream *st)
      * others once the body names the signature */
     if (st->identity != NULL && st->identity->anonymous && authorize(st, r) != 0)
         return;
-    r->pool = tg_pools_route(st->w->gw->pools, r->name, &r->route);
+    /* the signature is not known before the body is read: routes by signature are settled in
+     * admit() */
+    struct tg_route_query q = {r->name, r->has_version,         r->version, r->label,
+                               NULL,    tg_stream_header_value, st};
+    r->pool = tg_pools_match(st->w->gw->pools, &q, &r->route);
     if (r->pool == NULL) {
         char msg[300];
         snprintf(msg, sizeof(msg), "tfgate: no route for model '%.200s'", r->name);

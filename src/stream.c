@@ -166,6 +166,12 @@ const char *tg_stream_request_id(struct tg_stream *st, size_t *len)
     return id;
 }
 
+const char *tg_stream_header_value(void *arg, const char *name)
+{
+    const struct tg_header *h = tg_stream_header(arg, name);
+    return h ? h->value : NULL;
+}
+
 int tg_stream_is_grpc(const struct tg_stream *st)
 {
     const char *ct = st->content_type;

@@ -62,7 +62,15 @@ struct tg_pool_cfg {
 };
 
 struct tg_route_cfg {
-    char *model;         /* exact name or "*" */
+    char *model; /* exact name, or a glob ("resnet*", "*") */
+    /* optional conditions: the route matches only requests that name this version or label,
+     * this signature ("serving_default" for an empty one), or carry this header value */
+    int has_version;
+    int64_t version;
+    char *label;
+    char *signature;
+    char *header_name; /* lower-case */
+    char *header_value;
     char *pool;          /* a pool's name */
     uint32_t timeout_ms; /* deadline when the client sends none; 0 = limits.default_deadline_ms */
     uint32_t max_timeout_ms; /* clamp for client deadlines; 0 = limits.max_deadline_ms */
@@ -223,7 +231,22 @@ int tg_config_parse_json(const char *text, size_t len, const char *origin, struc
 void tg_config_ref(struct tg_config *c);
 void tg_config_unref(struct tg_config *c);
 
-/* The route for |model|: an exact match, else "*", else NULL. */
+/* What a request looks like to the routes. */
+struct tg_route_query {
+    const char *model;
+    int has_version;
+    int64_t version;
+    const char *label;     /* NULL when none */
+    const char *signature; /* NULL when not known yet: signature conditions then match */
+    const char *(*header)(void *arg, const char *name); /* a request header's value, or NULL */
+    void *arg;
+};
+
+/* The route for a request: the first route with an exact model name whose conditions all
+ * hold, else the first glob route (in configuration order) whose conditions hold, else NULL. */
+const struct tg_route_cfg *tg_config_match(const struct tg_config *c,
+                                           const struct tg_route_query *q);
+/* The route for |model| alone (no conditions asked: routes with conditions do not match). */
 const struct tg_route_cfg *tg_config_route(const struct tg_config *c, const char *model);
 const struct tg_pool_cfg *tg_config_pool(const struct tg_config *c, const char *name);
 

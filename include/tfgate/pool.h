@@ -85,6 +85,10 @@ void tg_pools_free(struct tg_pools *pools);
 /* The pool and route for |model| (exact route, else "*"), or NULL when no route matches. */
 struct tg_pool *tg_pools_route(struct tg_pools *pools, const char *model,
                                const struct tg_route_cfg **route);
+struct tg_route_query;
+/* The same for a whole request (config.h, tg_config_match). */
+struct tg_pool *tg_pools_match(struct tg_pools *pools, const struct tg_route_query *q,
+                               const struct tg_route_cfg **route);
 
 /* The pool named |name|, or NULL. */
 struct tg_pool *tg_pools_find(struct tg_pools *pools, const char *name);

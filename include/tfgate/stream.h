@@ -117,6 +117,8 @@ void tg_stream_unref(struct tg_stream *st);
 
 /* The first request header named |name| (lower-case), or NULL. */
 const struct tg_header *tg_stream_header(const struct tg_stream *st, const char *name);
+/* The same as a route query's header callback (config.h): |arg| is the stream. */
+const char *tg_stream_header_value(void *arg, const char *name);
 
 /* Response building; strings are copied into the arena. */
 void tg_stream_add_resp_header(struct tg_stream *st, const char *name, const char *value,

@@ -118,6 +118,59 @@ class TestTraffic(unittest.TestCase):
         # gRPC 16 and 8, REST 32 on the GPU; gRPC 2 and 7, REST 1 on the CPU
         self.assertEqual((predicts(self.gpu), predicts(self.cpu)), (3, 3))
 
+    def test_route_rules(self):
+        gw = self.stop_later(gateway(self.tmp.name, "rules", {
+            "cpu": {"targets": [self.cpu.addr]}, "gpu": {"device": "gpu", "targets": [self.gpu.addr]}}, [
+            {"model": "half_plus_two", "header": {"name": "X-Tier", "value": "gold"}, "pool": "gpu"},
+            {"model": "half_plus_two", "version": 124, "pool": "gpu"},
+            {"model": "half_plus_two", "signature": "classify_x_to_y", "pool": "gpu"},
+            {"model": "half_*", "label": "canary", "pool": "gpu"},
+            {"model": "half_*", "pool": "cpu"},
+        ]))
+        from tensorflow_serving.apis import classification_pb2
+
+        def on_gpu(fn):
+            before = self.gpu.stats()["calls"]
+            fn()
+            after = self.gpu.stats()["calls"]
+            return sum(after.values()) > sum(before.values())
+
+        def grpc_predict(**kw):
+            with gw.channel() as ch:
+                md = kw.pop("metadata", ())
+                self.assertEqual(call(ch, predict(**kw), metadata=md)[0], grpc.StatusCode.OK)
+
+        def grpc_classify(sig):
+            r = classification_pb2.ClassificationRequest()
+            r.model_spec.name = "half_plus_two"
+            r.model_spec.signature_name = sig
+            r.input.example_list.examples.add().features.feature["x"].float_list.value.append(1.0)
+            with gw.channel() as ch:
+                ch.unary_unary(PS + "Classify", request_serializer=lambda m: m.SerializeToString())(r, timeout=10)
+
+        def rest(path, body, *hdrs):
+            argv = ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "--data-binary", body]
+            for h in hdrs:
+                argv += ["-H", h]
+            p = subprocess.run(argv + ["http://127.0.0.1:%d%s" % (gw.port, path)], capture_output=True, text=True)
+            self.assertEqual(p.stdout, "200")
+
+        self.assertFalse(on_gpu(lambda: grpc_predict()))
+        self.assertTrue(on_gpu(lambda: grpc_predict(metadata=[("x-tier", "gold")])))
+        self.assertFalse(on_gpu(lambda: grpc_predict(metadata=[("x-tier", "silver")])))
+        self.assertTrue(on_gpu(lambda: grpc_predict(version=124)))
+        self.assertFalse(on_gpu(lambda: grpc_predict(version=123)))
+        self.assertTrue(on_gpu(lambda: grpc_predict(label="canary")))
+        self.assertFalse(on_gpu(lambda: grpc_predict(model="half_plus_three")))
+        self.assertTrue(on_gpu(lambda: grpc_classify("classify_x_to_y")))
+        body = '{"instances": [1.0]}'
+        cl = '{"signature_name": "classify_x_to_y", "examples": [{"x": 1.0}]}'
+        self.assertFalse(on_gpu(lambda: rest("/v1/models/half_plus_two:predict", body)))
+        self.assertTrue(on_gpu(lambda: rest("/v1/models/half_plus_two:predict", body, "x-tier: gold")))
+        self.assertTrue(on_gpu(lambda: rest("/v1/models/half_plus_two/versions/124:predict", body)))
+        self.assertTrue(on_gpu(lambda: rest("/v1/models/half_plus_two/labels/canary:predict", body)))
+        self.assertTrue(on_gpu(lambda: rest("/v1/models/half_plus_two:classify", cl)))  # signature from the body
+
     def test_spillover_and_recovery(self):
         gw = self.stop_later(gateway(self.tmp.name, "spill", {
             "gpu": {"device": "gpu", "targets": [self.gpu.addr], "max_inflight": 2},
