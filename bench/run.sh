@@ -7,6 +7,7 @@
 #   bench/run.sh json       JSON <-> tensor micro-benchmark: tfgate's converters vs jansson
 #   bench/run.sh rest       REST (HTTP/2 and HTTP/1.1) vs gRPC through tfgate, small and large
 #   bench/run.sh auth       CPU per request with JWT (RS256 cached and uncached) vs none
+#   bench/run.sh spillover  GPU saturation spillover on vs off under overload
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh --bench
@@ -28,4 +29,7 @@ if [ "$what" = all ] || [ "$what" = rest ]; then
 fi
 if [ "$what" = all ] || [ "$what" = auth ]; then
   /usr/bin/python3 bench/load/bench_auth.py --build build-release | tee bench/results/auth.md
+fi
+if [ "$what" = all ] || [ "$what" = spillover ]; then
+  /usr/bin/python3 bench/load/bench_spillover.py --build build-release | tee bench/results/spillover.md
 fi

@@ -1,0 +1,116 @@
+#!/usr/bin/python3
+"""GPU saturation spillover on versus off, under overload (issue: traffic management).
+
+  bench/load/bench_spillover.py [--build DIR] [--n N] [--reps R]
+
+Backends (tfs-sim): a batching GPU (--device gpu: batches of up to 8, 20 ms each, one at a
+time, at most 16 waiting, beyond that UNAVAILABLE "queue ... is full") and a CPU replica
+(5 ms per request, 2 at a time). Two tfgate processes (one worker each) in front of them:
+  - spillover off: every request goes to the GPU pool;
+  - spillover on:  the GPU pool takes at most 8 in flight, the rest spills to the CPU pool
+    (and a "queue full" answer is retried there, within the retry budget).
+The load is mixed and more than the GPU alone can take: two h2load clients at once over REST
+(HTTP/2), one sending single rows, one batches of 8 rows, 64 requests in flight in all.
+Reported per setting: requests, errors (any non-2xx: 503 from a full queue, 429 when all
+pools are saturated), error rate, p50 and p99 latency over both clients, medians of --reps.
+"""
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import benchlib  # noqa: E402
+from benchlib import harness  # noqa: E402
+
+PATH = "/v1/models/half_plus_two:predict"
+
+
+def run_h2load(url, body, n, c, m, out):
+    with tempfile.NamedTemporaryFile(prefix="h2load-", suffix=".log", delete=False) as lf:
+        log = lf.name
+    p = subprocess.run(["h2load", "-n", str(n), "-c", str(c), "-m", str(m), "-d", body, "--log-file", log, url],
+                       capture_output=True, text=True, timeout=600)
+    codes = re.search(r"status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", p.stdout)
+    lat = []
+    with open(log) as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) >= 3:
+                lat.append(int(parts[2]) / 1000.0)
+    os.unlink(log)
+    out.append({"ok": int(codes.group(1)), "errors": int(codes.group(3)) + int(codes.group(4)),
+                "latencies": lat, "raw": p.stdout})
+
+
+def measure(port, small, big, n):
+    url = "http://127.0.0.1:%d%s" % (port, PATH)
+    out = []
+    threads = [threading.Thread(target=run_h2load, args=(url, small, n, 4, 8, out)),
+               threading.Thread(target=run_h2load, args=(url, big, n // 4, 4, 8, out))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    lat = sorted(l for r in out for l in r["latencies"])
+    pct = lambda q: lat[min(len(lat) - 1, int(q * len(lat)))] if lat else float("nan")
+    done = sum(r["ok"] + r["errors"] for r in out)
+    errors = sum(r["errors"] for r in out)
+    return {"done": done, "errors": errors, "rate": errors / max(1, done), "p50": pct(0.5), "p99": pct(0.99)}
+
+
+def main():
+    a = benchlib.parse_args(__doc__)
+    n = max(2000, a.n // 10)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        small, big = os.path.join(tmp, "small.json"), os.path.join(tmp, "big.json")
+        with open(small, "w") as f:
+            f.write('{"instances": [1.0]}')
+        with open(big, "w") as f:
+            f.write('{"instances": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]}')
+        gpu = harness.Sim("--device", "gpu", "--compute-us", "20000", "--per-item-us", "0", "--max-batch", "8",
+                          "--batch-window-us", "1000", "--queue-limit", "16", "--concurrency", "1")
+        cpu = harness.Sim("--compute-us", "5000", "--concurrency", "2")
+
+        def gateway(name, spill):
+            gpu_pool = {"device": "gpu", "targets": [gpu.addr]}
+            route = {"model": "*", "pool": "gpu"}
+            if spill:
+                gpu_pool["max_inflight"] = 8
+                route["fallbacks"] = ["cpu"]
+            cfg = {"workers": 1, "listen": [{"address": "127.0.0.1:0"}],
+                   "pools": {"gpu": gpu_pool, "cpu": {"targets": [cpu.addr]}}, "routes": [route]}
+            return harness.Gateway("--config", harness.write_json(tmp, name + ".json", cfg))
+
+        gws = [("off", gateway("off", False)), ("on", gateway("on", True))]
+        try:
+            for label, gw in gws:
+                measure(gw.port, small, big, 500)  # warm-up
+                runs = [measure(gw.port, small, big, n) for _ in range(a.reps)]
+                med = {k: statistics.median(r[k] for r in runs) for k in ("done", "errors", "rate", "p50", "p99")}
+                rows.append((label, med, gpu.stats()["calls"]["Predict"], cpu.stats()["calls"]["Predict"]))
+                gpu.control(op="reset_stats")
+                cpu.control(op="reset_stats")
+        finally:
+            for _, gw in gws:
+                gw.stop()
+            gpu.stop()
+            cpu.stop()
+
+    print("GPU saturation spillover under overload, medians of %d runs; %s" % (a.reps, benchlib.header()))
+    print()
+    print("| spillover | requests | errors | error rate | p50 ms | p99 ms | GPU calls | CPU calls |")
+    print("|---|---|---|---|---|---|---|---|")
+    for label, med, g, c in rows:
+        print("| %s | %d | %d | %.1f%% | %.2f | %.2f | %d | %d |" % (
+            label, med["done"], med["errors"], 100 * med["rate"], med["p50"], med["p99"], g, c))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
