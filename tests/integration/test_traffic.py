@@ -261,6 +261,28 @@ class TestTraffic(unittest.TestCase):
                            capture_output=True, text=True, timeout=30)
         self.assertIn("x-tfgate-model-version: 124", p.stdout)
 
+    def test_canary_sticky_per_subject(self):
+        import base64
+        import jwt
+        secret = b"0123456789abcdef0123456789abcdef-canary"
+        cfg = {"listen": [{"address": "127.0.0.1:0"}], "pools": {"cpu": {"targets": [self.cpu.addr]}},
+               "routes": [{"model": "*", "pool": "cpu",
+                           "canary": {"labels": {"stable": 50, "canary": 50}, "sticky": "subject"}}],
+               "auth": {"providers": [{"issuer": "https://idp.test", "keys": [
+                   {"kty": "oct", "kid": "k", "k": base64.urlsafe_b64encode(secret).rstrip(b"=").decode()}]}]}}
+        gw = self.stop_later(harness.Gateway("--config", harness.write_json(self.tmp.name, "sub.json", cfg)))
+        tok = lambda sub: jwt.encode({"iss": "https://idp.test", "sub": sub, "exp": int(time.time()) + 600},
+                                     secret, algorithm="HS256", headers={"kid": "k"})
+        seen = collections.Counter()
+        with gw.channel() as ch:
+            for i in range(200):
+                t = tok("subject-%d" % i)
+                versions = {call(ch, predict(), metadata=[("authorization", "Bearer " + t)])[2]["x-tfgate-model-version"]
+                            for _ in range(3)}
+                self.assertEqual(len(versions), 1, "subject-%d saw %s" % (i, versions))  # sticky
+                seen[versions.pop()] += 1
+        self.assertTrue(70 <= seen["124"] <= 130, seen)  # 50/50 over 200 subjects
+
     def test_outlier_ejected_and_readmitted(self):
         models = harness.write_json(self.tmp.name, "broken.json", {"models": [{
             "name": "half_plus_two", "versions": [123],
