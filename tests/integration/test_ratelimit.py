@@ -36,6 +36,7 @@ def token(sub):
 
 def config(sim, tmp, name, rate_limits):
     cfg = {
+        "workers": 2,  # test_2 waits for each worker's Redis connection
         "listen": [{"address": "127.0.0.1:0"}],
         "pools": {"cpu": {"targets": [sim.addr]}},
         "auth": {"providers": [{"issuer": ISS, "keys": [{"kty": "oct", "kid": "k", "k": b64u(SECRET)}]}],
@@ -159,8 +160,8 @@ class TestRedisLimits(unittest.TestCase):
         self.assertIn("local limits apply", self.a.stderr())
         # and Redis again when it is back
         TestRedisLimits.redis = harness.Redis(port=self.redis.port)
-        deadline = time.monotonic() + 15
-        while "Redis connected" not in self.a.stderr() and time.monotonic() < deadline:
+        deadline = time.monotonic() + 15  # every worker has its own connection
+        while self.a.stderr().count("Redis connected") < 2 and time.monotonic() < deadline:
             time.sleep(0.1)
         codes = [rest(self.a, "half_plus_two", "back")[0] for _ in range(12)]
         self.assertEqual(codes.count(200), 10, codes)
