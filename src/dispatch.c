@@ -8,6 +8,7 @@
 #include <grpc/status.h>
 
 #include "tfgate/auth.h"
+#include "tfgate/common.h"
 #include "tfgate/config.h"
 #include "tfgate/dispatch.h"
 #include "tfgate/log.h"
@@ -147,14 +148,6 @@ void tg_dispatch_cancel(struct tg_dispatch *d)
     tg_upstream_cancel(&d->call);
 }
 
-static uint64_t fnv1a(const char *s, size_t n)
-{
-    uint64_t h = 0xcbf29ce484222325u;
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ (uint8_t)s[i]) * 0x100000001b3u;
-    return h;
-}
-
 const char *tg_dispatch_canary(const struct tg_route_cfg *route, struct tg_stream *st)
 {
     if (route == NULL || route->n_canary == 0)
@@ -176,10 +169,7 @@ const char *tg_dispatch_canary(const struct tg_route_cfg *route, struct tg_strea
         }
     }
     if (key != NULL) {
-        h = fnv1a(key, key_len);
-        h ^= h >> 29; /* FNV's low bits are weak for short keys */
-        h *= 0xbf58476d1ce4e5b9u;
-        h ^= h >> 32;
+        h = tg_hash64(key, key_len);
     } else {
         static _Thread_local uint64_t state = 0x9e3779b97f4a7c15u;
         uint64_t z = (state += 0x9e3779b97f4a7c15u);

@@ -45,13 +45,6 @@ struct tg_jwks_fetcher {
     void *arg;
 };
 
-static uint64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 static char *read_file(const char *path, size_t *len)
 {
     FILE *f = fopen(path, "rb");
@@ -323,7 +316,7 @@ static void *fetch_main(void *arg)
     struct tg_jwks_fetcher *f = arg;
     pthread_mutex_lock(&f->mu);
     while (!f->stop) {
-        uint64_t now = mono_ms(), wake = now + 3600 * 1000;
+        uint64_t now = tg_mono_ms(), wake = now + 3600 * 1000;
         for (size_t i = 0; i < f->n && !f->stop; i++) {
             struct tg_jwks *j = f->sets[i];
             uint64_t min_gap = (uint64_t)j->pc->jwks_min_refresh_s * 1000;
@@ -333,7 +326,7 @@ static void *fetch_main(void *arg)
                 pthread_mutex_unlock(&f->mu); /* the network, without the lock */
                 int ok = fetch_once(f, j) == 0;
                 pthread_mutex_lock(&f->mu);
-                now = mono_ms();
+                now = tg_mono_ms();
                 j->last_ms = now;
                 j->next_ms = now + (ok ? (uint64_t)j->pc->jwks_refresh_s * 1000 : min_gap);
             }
@@ -344,7 +337,7 @@ static void *fetch_main(void *arg)
         }
         if (f->stop)
             break;
-        now = mono_ms();
+        now = tg_mono_ms();
         if (wake > now) {
             struct timespec ts;
             clock_gettime(CLOCK_MONOTONIC, &ts);

@@ -54,21 +54,6 @@ struct tg_ratelimit {
     struct stripe stripes[STRIPES];
 };
 
-static uint64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-static uint64_t fnv1a(const char *s, size_t n)
-{
-    uint64_t h = 0xcbf29ce484222325u;
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ (uint8_t)s[i]) * 0x100000001b3u;
-    return h;
-}
-
 uint64_t tg_bucket_take(double *tokens, double rate, double burst, uint64_t elapsed_ms)
 {
     double t = *tokens + rate * (double)elapsed_ms / 1000.0;
@@ -135,7 +120,7 @@ static void sweep(struct stripe *s, uint64_t now)
 static uint64_t local_take(struct tg_ratelimit *rl, const char *key, size_t len,
                            const struct tg_bucket_cfg *bc, int refund)
 {
-    uint64_t h = fnv1a(key, len), now = mono_ms(), wait = 0;
+    uint64_t h = tg_hash64(key, len), now = tg_mono_ms(), wait = 0;
     struct stripe *s = &rl->stripes[h % STRIPES];
     pthread_mutex_lock(&s->mu);
     struct bucket **slot = &s->slots[(h / STRIPES) % SLOTS], *b;

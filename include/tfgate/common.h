@@ -7,6 +7,7 @@
 #define TG_COMMON_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #define TG_LIKELY(x)                       __builtin_expect(!!(x), 1)
 #define TG_UNLIKELY(x)                     __builtin_expect(!!(x), 0)
@@ -20,5 +21,12 @@ void *tg_xcalloc(size_t n, size_t size);
 void *tg_xrealloc(void *p, size_t n);
 char *tg_xstrdup(const char *s);
 char *tg_xstrndup(const char *s, size_t n);
+
+/* CLOCK_MONOTONIC in milliseconds, for threads without a loop clock. */
+uint64_t tg_mono_ms(void);
+
+/* FNV-1a over |n| bytes, then mixed (splitmix64's finalizer) so that every bit depends on the
+ * input: for hash tables and consistent choices (rate-limit keys, sticky canaries). */
+uint64_t tg_hash64(const void *data, size_t n);
 
 #endif /* TG_COMMON_H */
