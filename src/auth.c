@@ -23,6 +23,7 @@
 #include "tfgate/jwks.h"
 #include "tfgate/jwt.h"
 #include "tfgate/log.h"
+#include "tfgate/metrics.h"
 #include "tfgate/stream.h"
 #include "tfgate/upstream.h"
 #include "tfgate/worker.h"
@@ -61,6 +62,7 @@ static int open_audit(const char *path)
 static void keys_changed(void *arg)
 {
     struct tg_auth *a = arg;
+    tg_metrics_event(TG_EV_JWKS_REFRESH);
     atomic_fetch_add(&a->generation, 1);
 }
 
@@ -337,6 +339,7 @@ static void read_identity(const struct tg_auth_cfg *cfg, json_t *claims, struct 
 static void unauthenticated(struct tg_stream *st, const char *reason, int had_token)
 {
     char msg[200];
+    tg_metrics_event(had_token ? TG_EV_AUTH_INVALID : TG_EV_AUTH_MISSING);
     if (st->audit != NULL) {
         st->audit->denied = 1;
         st->audit->reason = reason;
@@ -535,6 +538,7 @@ int tg_auth_authenticate(struct tg_stream *st)
                 st->audit->denied = 1;
                 st->audit->reason = "signing keys not available";
             }
+            tg_metrics_event(TG_EV_AUTH_NOKEYS);
             tg_stream_respond_error(st, TG_EUNAVAILABLE,
                                     "tfgate: the identity provider's keys are not available yet");
             return -1;
@@ -548,6 +552,7 @@ int tg_auth_authenticate(struct tg_stream *st)
     st->identity = identity_from(st, e);
     if (c == NULL)
         cached_free(e);
+    tg_metrics_event(TG_EV_AUTH_OK);
     return 0;
 }
 
@@ -629,6 +634,7 @@ int tg_auth_authorize(struct tg_stream *st, const struct tg_auth_target *t)
         st->audit->denied = 1;
         st->audit->reason = "no rule grants it";
     }
+    tg_metrics_event(TG_EV_AUTH_DENIED);
     tg_log(TG_LOG_INFO, "auth", "denied subject=%.100s %s model=%.200s", id->subject,
            tg_auth_method_name(t->method), t->model);
     if (tg_stream_is_grpc(st) && st->http2)

@@ -52,6 +52,8 @@ const char tg_usage[] =
     "  --drain-timeout-ms N   on SIGTERM, wait this long for requests in flight (default 10000)\n"
     "  --log-level LEVEL      error, warn, info (default) or debug\n"
     "  --config FILE          JSON configuration (README.md); excludes the flags above\n"
+    "  --admin-listen ADDR    admin listener: /metrics (Prometheus), /healthz, /readyz;\n"
+    "                         keep it on loopback (default: none)\n"
     "  --check-config         validate the configuration and exit (0 if valid)\n"
     "  --version, --help\n"
     "\n"
@@ -181,6 +183,7 @@ static void free_config(struct tg_config *c)
         free(c->listens[i].tls_key);
     }
     free(c->listens);
+    free(c->admin_host);
     for (size_t i = 0; i < c->n_pools; i++) {
         struct tg_pool_cfg *p = &c->pools[i];
         free(p->name);
@@ -1195,7 +1198,7 @@ int tg_config_parse_json(const char *text, size_t len, const char *origin, struc
                          char *err, size_t errlen)
 {
     static const char *const keys[] = {"workers", "log_level", "listen",      "pools", "routes",
-                                       "limits",  "auth",      "rate_limits", NULL};
+                                       "limits",  "auth",      "rate_limits", "admin", NULL};
     static const char *const rkeys[] = {
         "model",      "pool",   "timeout_ms", "max_timeout_ms", "fallbacks",
         "batch_pool", "canary", "max_batch",  "max_elements",   "max_request_bytes",
@@ -1293,6 +1296,23 @@ int tg_config_parse_json(const char *text, size_t len, const char *origin, struc
             goto fail;
         jpop(&c, old);
     }
+    if ((v = json_object_get(root, "admin")) != NULL) {
+        static const char *const akeys[] = {"address", NULL};
+        char *addr = NULL;
+        old = jpush(&c, "admin", 0);
+        if (jkeys(&c, v, akeys) != 0 || jstr(&c, v, "address", &addr) != 0) {
+            free(addr);
+            goto fail;
+        }
+        int bad =
+            addr == NULL || tg_config_parse_address(addr, &cfg->admin_host, &cfg->admin_port) != 0;
+        free(addr);
+        if (bad) {
+            jfail(&c, "needs 'address': \"host:port\" (loopback is best)");
+            goto fail;
+        }
+        jpop(&c, old);
+    }
     if ((v = json_object_get(root, "rate_limits")) != NULL) {
         old = jpush(&c, "rate_limits", 0);
         if (parse_ratelimit(&c, v, &cfg->ratelimit) != 0)
@@ -1375,6 +1395,7 @@ static void add_listen(struct tg_config *c, const char *addr, char *host, int po
 
 enum {
     OPT_LISTEN = 256,
+    OPT_ADMIN_LISTEN,
     OPT_TLS_LISTEN,
     OPT_TLS_CERT,
     OPT_TLS_KEY,
@@ -1400,6 +1421,7 @@ int tg_config_from_args(int argc, char **argv, struct tg_config **out,
 {
     static const struct option opts[] = {
         {"listen", required_argument, NULL, OPT_LISTEN},
+        {"admin-listen", required_argument, NULL, OPT_ADMIN_LISTEN},
         {"tls-listen", required_argument, NULL, OPT_TLS_LISTEN},
         {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
         {"tls-key", required_argument, NULL, OPT_TLS_KEY},
@@ -1423,6 +1445,8 @@ int tg_config_from_args(int argc, char **argv, struct tg_config **out,
     struct tg_config *c = tg_xcalloc(1, sizeof(*c));
     const char *config_path = NULL, *tls_cert = NULL, *tls_key = NULL;
     int flags_given = 0, opt, rv = -1, channels = 0, workers_set = 0, log_set = 0, transport = -1;
+    char *admin_host = NULL;
+    int admin_port = 0;
     uint64_t v;
 
     set_defaults(c);
@@ -1445,6 +1469,14 @@ int tg_config_from_args(int argc, char **argv, struct tg_config **out,
             flags_given = 1;
             break;
         }
+        case OPT_ADMIN_LISTEN:
+            free(admin_host);
+            admin_host = NULL;
+            if (tg_config_parse_address(optarg, &admin_host, &admin_port) != 0) {
+                snprintf(err, errlen, "--admin-listen: '%s' is not host:port", optarg);
+                goto out;
+            }
+            break;
         case OPT_TLS_CERT:
             tls_cert = optarg;
             break;
@@ -1580,9 +1612,20 @@ int tg_config_from_args(int argc, char **argv, struct tg_config **out,
             fc->workers = c->workers;
         if (log_set)
             fc->log_level = c->log_level;
+        if (admin_host != NULL) { /* the flag wins over the file */
+            free(fc->admin_host);
+            fc->admin_host = admin_host;
+            fc->admin_port = admin_port;
+            admin_host = NULL;
+        }
         free_config(c);
         *out = fc;
         return 0;
+    }
+    if (admin_host != NULL) {
+        c->admin_host = admin_host;
+        c->admin_port = admin_port;
+        admin_host = NULL;
     }
 
     if (c->n_listens == 0) {
@@ -1615,6 +1658,7 @@ int tg_config_from_args(int argc, char **argv, struct tg_config **out,
     return 0;
 
 out:
+    free(admin_host);
     free_config(c);
     *out = NULL;
     return rv;

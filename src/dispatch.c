@@ -12,6 +12,7 @@
 #include "tfgate/config.h"
 #include "tfgate/dispatch.h"
 #include "tfgate/log.h"
+#include "tfgate/metrics.h"
 #include "tfgate/pool.h"
 #include "tfgate/stream.h"
 #include "tfgate/worker.h"
@@ -74,6 +75,7 @@ static void on_done(struct tg_upstream_call *call, void *user)
                    d->cands[next]->cfg->name, busy ? "a full queue" : "no answer", pool->cfg->name);
             d->at = next;
             d->req.timeout_ms = d->timeout_ms - (now - d->started_ms);
+            tg_metrics_event(TG_EV_RETRY);
             attempt(d);
             return;
         }
@@ -124,6 +126,7 @@ int tg_dispatch_start(struct tg_dispatch *d, struct tg_worker *w, const struct t
         }
     }
     if (pick == d->n_cands) {
+        tg_metrics_event(TG_EV_SATURATED);
         snprintf(why, whylen, "tfgate: every pool for this model is saturated (%s%s)",
                  d->cands[0]->cfg->name, d->n_cands > 1 ? " and its fallbacks" : "");
         return TG_DISPATCH_SATURATED;
@@ -137,6 +140,8 @@ int tg_dispatch_start(struct tg_dispatch *d, struct tg_worker *w, const struct t
         return TG_DISPATCH_TOO_LATE;
     }
     tg_pools_budget_deposit(pools);
+    if (pick > 0 && d->cands[pick] != req->pool)
+        tg_metrics_event(TG_EV_SPILLOVER);
     d->at = pick;
     attempt(d);
     return TG_DISPATCH_STARTED;

@@ -210,6 +210,17 @@ static void on_request(struct tg_stream *st)
                                       "tfgate: the request message is not valid protobuf");
         return;
     }
+    static const uint32_t am[TG_GM_COUNT] = {
+        [TG_GM_PREDICT] = TG_AM_PREDICT,
+        [TG_GM_CLASSIFY] = TG_AM_CLASSIFY,
+        [TG_GM_REGRESS] = TG_AM_REGRESS,
+        [TG_GM_MULTI_INFERENCE] = TG_AM_MULTI_INFERENCE,
+        [TG_GM_GET_MODEL_METADATA] = TG_AM_METADATA,
+        [TG_GM_GET_MODEL_STATUS] = TG_AM_STATUS,
+        [TG_GM_RELOAD_CONFIG] = TG_AM_RELOAD,
+    };
+    st->metric_model = spec.name;
+    st->metric_method = am[method];
     if (st->identity != NULL && authorize(st, method, msg, msg_len) != 0)
         return;
     struct tg_route_query q = {spec.name,  spec.has_version, spec.version,

@@ -18,6 +18,7 @@
 #include <openssl/ssl.h>
 
 #include "tfgate/auth.h"
+#include "tfgate/metrics.h"
 #include "tfgate/ratelimit.h"
 #include "tfgate/common.h"
 #include "tfgate/config.h"
@@ -152,7 +153,7 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
 
     gw.config = cfg;
-    gw.listeners = tg_xcalloc(cfg->n_listens, sizeof(*gw.listeners));
+    gw.listeners = tg_xcalloc(cfg->n_listens + 1, sizeof(*gw.listeners));
     for (size_t i = 0; i < cfg->n_listens; i++) {
         if (open_listener(&cfg->listens[i], &gw.listeners[i], err, sizeof(err)) != 0) {
             fprintf(stderr, "tfgate: %s\n", err);
@@ -160,6 +161,16 @@ int main(int argc, char **argv)
             goto out_listeners;
         }
         gw.n_listeners++;
+    }
+    if (cfg->admin_host != NULL) { /* last, so the data-plane listeners keep their order */
+        struct tg_listen_cfg al = {
+            .address = "admin", .host = cfg->admin_host, .port = cfg->admin_port};
+        if (open_listener(&al, &gw.listeners[gw.n_listeners], err, sizeof(err)) != 0) {
+            fprintf(stderr, "tfgate: admin: %s\n", err);
+            status = 1;
+            goto out_listeners;
+        }
+        gw.listeners[gw.n_listeners++].admin = 1;
     }
 
     tg_log_capture_grpc();
@@ -186,9 +197,14 @@ int main(int argc, char **argv)
             abort(); /* threads cannot be rolled back cleanly; nothing was served yet */
         }
     }
-    for (size_t i = 0; i < gw.n_listeners; i++)
-        printf("tfgate listening on %s (%s)\n", gw.listeners[i].name,
-               gw.listeners[i].ssl_ctx ? "tls: h2, http/1.1" : "http/1.1, h2c");
+    for (size_t i = 0; i < gw.n_listeners; i++) {
+        if (gw.listeners[i].admin)
+            printf("tfgate admin listening on %s (/metrics, /healthz, /readyz)\n",
+                   gw.listeners[i].name);
+        else
+            printf("tfgate listening on %s (%s)\n", gw.listeners[i].name,
+                   gw.listeners[i].ssl_ctx ? "tls: h2, http/1.1" : "http/1.1, h2c");
+    }
     fflush(stdout);
     tg_log(TG_LOG_INFO, "main", "tfgate %s: %zu worker(s), %zu pool(s)", TFGATE_VERSION,
            gw.n_workers, cfg->n_pools);
@@ -198,11 +214,14 @@ int main(int argc, char **argv)
             continue;
         if (sig == SIGHUP) {
             /* key files now; the rest of the configuration is not reloaded yet */
-            if (gw.auth != NULL && tg_auth_reload(gw.auth, err, sizeof(err)) != 0)
+            if (gw.auth != NULL && tg_auth_reload(gw.auth, err, sizeof(err)) != 0) {
                 tg_log(TG_LOG_WARN, "main", "SIGHUP: %s", err);
-            else
+                tg_metrics_event(TG_EV_RELOAD_FAILED);
+            } else {
                 tg_log(TG_LOG_INFO, "main", "SIGHUP: %s",
                        gw.auth ? "key sets reloaded" : "nothing to reload");
+                tg_metrics_event(TG_EV_RELOAD_OK);
+            }
             continue;
         }
         break;

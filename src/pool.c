@@ -12,6 +12,7 @@
 #include "tfgate/common.h"
 #include "tfgate/config.h"
 #include "tfgate/log.h"
+#include "tfgate/metrics.h"
 #include "tfgate/pool.h"
 
 static char *read_pem(const char *path, char *err, size_t errlen)
@@ -278,6 +279,7 @@ int tg_replica_observe(struct tg_pool *pool, struct tg_replica *r, int failed, u
     atomic_store_explicit(&r->failures_in_row, 0, memory_order_relaxed);
     atomic_store_explicit(&r->ejected_until_ms, now_ms + pool->cfg->outlier_eject_ms,
                           memory_order_relaxed);
+    tg_metrics_event(TG_EV_EJECTION);
     tg_log(TG_LOG_WARN, "pool", "pool %s: replica %s ejected for %u ms after %u failures in a row",
            pool->cfg->name, r->target, pool->cfg->outlier_eject_ms, n);
     return 1;

@@ -19,6 +19,7 @@
 #include "tfgate/config.h"
 #include "tfgate/error.h"
 #include "tfgate/log.h"
+#include "tfgate/metrics.h"
 #include "tfgate/ratelimit.h"
 #include "tfgate/stream.h"
 #include "tfgate/worker.h"
@@ -218,6 +219,8 @@ static void refuse(struct tg_stream *st, const char *what, const char *model, ui
         st->audit->denied = 1;
         st->audit->reason = "rate limited";
     }
+    tg_metrics_event(strcmp(what, "model") == 0 ? TG_EV_RATELIMITED_MODEL
+                                                : TG_EV_RATELIMITED_CALLER);
     if (tg_stream_is_grpc(st) && st->http2) {
         tg_stream_add_trailer(st, "retry-after", secs, strlen(secs));
         tg_stream_respond_grpc_status(st, GRPC_STATUS_RESOURCE_EXHAUSTED, msg);
@@ -325,6 +328,7 @@ static void outage(struct rl_redis *r, const char *why)
  * request goes on (resume) or has been answered. */
 static void fall_back(struct op *op)
 {
+    tg_metrics_event(TG_EV_RATELIMIT_REDIS_DOWN);
     struct tg_stream *st = op->st;
     const struct tg_ratelimit_cfg *cfg = &st->w->gw->config->ratelimit;
     if (st->conn != NULL) {
@@ -530,6 +534,7 @@ int tg_ratelimit_check(struct tg_stream *st, const char *model,
     if (r == NULL)
         return decide_locally(rl, st, model, &l);
     if (!r->connected || r->ac == NULL) {
+        tg_metrics_event(TG_EV_RATELIMIT_REDIS_DOWN);
         if (rl->cfg->redis_fail_closed) {
             if (st->audit != NULL) {
                 st->audit->denied = 1;

@@ -1013,6 +1013,12 @@ static void on_request(struct tg_stream *st)
     }
     if (route(st, r) != 0)
         return;
+    static const uint32_t kind_method[] = {
+        [R_PREDICT] = TG_AM_PREDICT, [R_CLASSIFY] = TG_AM_CLASSIFY, [R_REGRESS] = TG_AM_REGRESS,
+        [R_STATUS] = TG_AM_STATUS,   [R_METADATA] = TG_AM_METADATA,
+    };
+    st->metric_model = r->name;
+    st->metric_method = kind_method[r->kind];
     r->signature = "";
     /* an anonymous caller is decided by the model alone, before its body is looked at; the
      * others once the body names the signature */

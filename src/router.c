@@ -5,7 +5,9 @@
 #include <string.h>
 #include <strings.h>
 
+#include "tfgate/admin.h"
 #include "tfgate/config.h"
+#include "tfgate/conn.h"
 #include "tfgate/error.h"
 #include "tfgate/health.h"
 #include "tfgate/rest.h"
@@ -41,6 +43,8 @@ static const struct tg_handler grpc_h1_handler = {"grpc-over-h1", small_body, gr
 
 const struct tg_handler *tg_router_pick(struct tg_stream *st)
 {
+    if (st->conn->listener->admin)
+        return &tg_admin_handler; /* the admin port serves nothing else */
     if (tg_stream_is_grpc(st)) {
         if (st->http2 && tg_health_path(st->path, st->path_len))
             return &tg_health_handler;

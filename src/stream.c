@@ -16,6 +16,7 @@
 #include "tfgate/error.h"
 #include "tfgate/grpc_wire.h"
 #include "tfgate/log.h"
+#include "tfgate/metrics.h"
 #include "tfgate/router.h"
 #include "tfgate/stream.h"
 #include "tfgate/worker.h"
@@ -247,6 +248,10 @@ void tg_stream_close(struct tg_stream *st)
     st->conn = NULL;
     if (st->audit != NULL && !st->audited && !st->responded)
         tg_auth_audit(st, 1); /* the client left before its answer */
+    if (!st->counted && !st->responded && st->headers_done) {
+        st->counted = 1;
+        tg_metrics_request(st); /* conn is NULL: counted as the client leaving */
+    }
     if (st->handler != NULL && st->handler->on_close != NULL)
         st->handler->on_close(st);
     tg_stream_unref(st);
@@ -270,6 +275,10 @@ void tg_stream_respond(struct tg_stream *st)
 {
     if (st->audit != NULL && !st->audited && !st->responded)
         tg_auth_audit(st, 0);
+    if (!st->counted && !st->responded) {
+        st->counted = 1;
+        tg_metrics_request(st);
+    }
     if (st->responded || st->conn == NULL)
         return;
     st->responded = 1;

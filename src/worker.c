@@ -16,6 +16,7 @@
 
 #include "tfgate/auth.h"
 #include "tfgate/health.h"
+#include "tfgate/metrics.h"
 #include "tfgate/ratelimit.h"
 #include "tfgate/common.h"
 #include "tfgate/config.h"
@@ -258,7 +259,7 @@ static void *loop_main(void *arg)
     tg_auth_cache_free(w);
     tg_ratelimit_worker_free(w);
     tg_health_free(w);
-    return NULL;
+    return NULL; /* the metrics shard stays until join: other workers' scrapes may read it */
 }
 
 struct tg_worker *tg_worker_new(struct tg_gateway *gw, int id)
@@ -285,6 +286,7 @@ struct tg_worker *tg_worker_new(struct tg_gateway *gw, int id)
         uv_poll_start(&w->listen_polls[i], UV_READABLE, on_accept);
     }
     w->cq = grpc_completion_queue_create_for_next(NULL);
+    tg_metrics_shard_new(w);
     w->pump_exit.msg.deliver = on_pump_exit;
     return w;
 }
@@ -302,6 +304,7 @@ void tg_worker_join_free(struct tg_worker *w)
 {
     pthread_join(w->thread, NULL);
     pthread_join(w->pump, NULL);
+    tg_metrics_shard_free(w);
     grpc_completion_queue_destroy(w->cq);
     uv_loop_close(&w->loop);
     pthread_mutex_destroy(&w->mb_mu);

@@ -199,6 +199,8 @@ struct tg_config {
     atomic_int refs;
     size_t n_listens;
     struct tg_listen_cfg *listens;
+    char *admin_host; /* the admin listener (/metrics, /healthz, /readyz), or NULL for none */
+    int admin_port;
     size_t n_pools;
     struct tg_pool_cfg *pools;
     size_t n_routes;

@@ -73,6 +73,9 @@ struct tg_stream {
     int audited;                        /* the audit record was written */
     const char *request_id;             /* tg_stream_request_id, once asked for */
     size_t request_id_len;
+    const char *metric_model; /* what the handler found, for metrics.h */
+    uint32_t metric_method;   /* TG_AM_* */
+    int counted;              /* metrics.h counted it */
 
     /* response, read by the protocol */
     int responded; /* a response was submitted */

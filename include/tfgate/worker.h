@@ -35,6 +35,7 @@ struct tg_auth_cache;
 struct tg_ratelimit;
 struct rl_redis;
 struct prober;
+struct tg_metrics_shard;
 
 /* A message for a worker's loop thread. The poster owns it until deliver() runs. */
 struct tg_msg {
@@ -50,6 +51,7 @@ struct tg_cq_tag {
 
 struct tg_listener {
     int fd;           /* listening socket, shared by every worker's poll */
+    int admin;        /* the admin listener: /metrics, /healthz, /readyz only */
     SSL_CTX *ssl_ctx; /* NULL for cleartext (HTTP/1.1 and h2c); owned */
     char *name;       /* "127.0.0.1:8501" with the bound port */
 };
@@ -100,6 +102,7 @@ struct tg_worker {
     struct tg_auth_cache *auth_cache; /* verified tokens (auth.c) */
     struct rl_redis *rl_redis;        /* the Redis connection of the rate limits (ratelimit.c) */
     struct prober *prober;            /* worker 0: the health probes (health.c) */
+    struct tg_metrics_shard *metrics; /* this worker's request series (metrics.c) */
 
     int draining;
     uint64_t drain_deadline_ms;

@@ -1,0 +1,143 @@
+"""The admin listener: /metrics parsed by Prometheus' own Python parser (Debian's
+python3-prometheus-client) after driving traffic, with the counts that traffic caused; /healthz
+and /readyz; nothing of the data plane on the admin port and no admin path on the data port."""
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
+import harness  # noqa: E402
+
+import grpc  # noqa: E402
+from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
+from tensorflow.core.framework import types_pb2  # noqa: E402
+from tensorflow_serving.apis import predict_pb2  # noqa: E402
+
+PS = "/tensorflow.serving.PredictionService/"
+
+
+def predict(model="half_plus_two"):
+    r = predict_pb2.PredictRequest()
+    r.model_spec.name = model
+    t = r.inputs["x"]
+    t.dtype = types_pb2.DT_FLOAT
+    t.tensor_shape.dim.add().size = 1
+    t.float_val.append(1.0)
+    return r
+
+
+class TestMetrics(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.TemporaryDirectory()
+        cls.sim = harness.Sim()
+        cfg = {"listen": [{"address": "127.0.0.1:0"}], "admin": {"address": "127.0.0.1:0"},
+               "pools": {"cpu": {"targets": [cls.sim.addr], "health": {"interval_ms": 100}}},
+               "routes": [{"model": "half_plus_two", "pool": "cpu"}, {"model": "*", "pool": "cpu"}],
+               "rate_limits": {"models": {"half_plus_three": {"rate": 0.01, "burst": 1}}}}
+        cls.gw = harness.Gateway("--config", harness.write_json(cls.tmp.name, "gw.json", cfg))
+        admin = [l for l in cls.gw.lines if "admin listening on" in l]
+        cls.admin = int(re.search(r":(\d+) \(", admin[0]).group(1))
+
+    @classmethod
+    def tearDownClass(cls):
+        assert cls.gw.stop() == 0, cls.gw.stderr()
+        assert cls.sim.stop() == 0
+        cls.tmp.cleanup()
+
+    def get(self, port, path):
+        p = subprocess.run(["curl", "-sS", "-w", "\n%{http_code}", "http://127.0.0.1:%d%s" % (port, path)],
+                           capture_output=True, text=True, timeout=30)
+        body, _, code = p.stdout.rpartition("\n")
+        return int(code), body.strip()
+
+    def scrape(self):
+        code, text = self.get(self.admin, "/metrics")
+        self.assertEqual(code, 200)
+        samples = {}
+        for fam in text_string_to_metric_families(text):  # raises on anything malformed
+            for s in fam.samples:
+                key = (s.name, tuple(sorted(s.labels.items())))
+                self.assertNotIn(key, samples, "duplicate series %s" % (key,))
+                samples[key] = s.value
+        return samples
+
+    def value(self, samples, name, **labels):
+        return samples.get((name, tuple(sorted(labels.items()))), 0)
+
+    def test_counts_what_it_served(self):
+        before = self.scrape()
+        rest = lambda model: subprocess.run(
+            ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "--data-binary", '{"instances": [1.0]}',
+             "http://127.0.0.1:%d/v1/models/%s:predict" % (self.gw.port, model)],
+            capture_output=True, text=True, timeout=30).stdout
+        self.assertEqual([rest("half_plus_two") for _ in range(3)], ["200"] * 3)
+        self.assertEqual(rest("nosuch"), "404")
+        self.assertEqual(rest("half_plus_three"), "200")
+        self.assertEqual(rest("half_plus_three"), "429")  # burst 1
+        with self.gw.channel() as ch:
+            fn = ch.unary_unary(PS + "Predict", request_serializer=lambda m: m.SerializeToString())
+            for _ in range(2):
+                fn(predict(), timeout=10)
+        after = self.scrape()
+        d = lambda name, **l: self.value(after, name, **l) - self.value(before, name, **l)
+        req = "tfgate_requests_total"
+        self.assertEqual(d(req, protocol="rest", model="half_plus_two", method="predict", code="200"), 3)
+        self.assertEqual(d(req, protocol="rest", model="nosuch", method="predict", code="404"), 1)
+        self.assertEqual(d(req, protocol="rest", model="half_plus_three", method="predict", code="429"), 1)
+        self.assertEqual(d(req, protocol="grpc", model="half_plus_two", method="predict", code="0"), 2)
+        self.assertEqual(d("tfgate_ratelimited_total", limit="model"), 1)
+        # the latency histogram counted the same requests, and its buckets add up
+        self.assertEqual(d("tfgate_request_duration_seconds_count", protocol="rest", model="half_plus_two"), 3)
+        self.assertEqual(self.value(after, "tfgate_request_duration_seconds_bucket", protocol="rest",
+                                    model="half_plus_two", le="+Inf"),
+                         self.value(after, "tfgate_request_duration_seconds_count", protocol="rest",
+                                    model="half_plus_two"))
+        # the replica's calls and the model's probe
+        rep = dict(pool="cpu", device="cpu", replica=self.sim.addr)
+        self.assertGreaterEqual(d("tfgate_upstream_calls_total", **rep), 6)
+        self.assertEqual(self.value(after, "tfgate_upstream_inflight", **rep), 0)
+        self.assertEqual(self.value(after, "tfgate_model_serving", pool="cpu", replica=self.sim.addr,
+                                    model="half_plus_two"), 1)
+
+    def test_model_labels_are_bounded(self):
+        for i in range(80):  # random model names cannot grow the series without bound
+            subprocess.run(["curl", "-sS", "-o", "/dev/null", "--data-binary", '{"instances": [1.0]}',
+                            "http://127.0.0.1:%d/v1/models/random%d:predict" % (self.gw.port, i)],
+                           capture_output=True, timeout=30)
+        samples = self.scrape()
+        models = {dict(k[1]).get("model") for k in samples if k[0] == "tfgate_requests_total"}
+        self.assertLessEqual(len(models), 64 + 1 + 2)  # the cap, the routed name, "_other", "_none"
+        self.assertIn("_other", models)
+
+    def test_health_and_readiness(self):
+        self.assertEqual(self.get(self.admin, "/healthz"), (200, "ok"))
+        deadline = time.monotonic() + 5
+        while self.get(self.admin, "/readyz")[0] != 200 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.assertEqual(self.get(self.admin, "/readyz"), (200, "ready"))
+        # the admin port serves only its paths; the data port does not serve them
+        self.assertEqual(self.get(self.admin, "/v1/models/half_plus_two")[0], 404)
+        self.assertEqual(self.get(self.gw.port, "/metrics")[0], 404)
+        # a model no replica serves: not ready
+        self.sim.control(op="set_state", model="half_plus_two", version=123, state="LOADING")
+        self.sim.control(op="set_state", model="half_plus_two", version=124, state="LOADING")
+        try:
+            deadline = time.monotonic() + 5
+            while self.get(self.admin, "/readyz")[0] != 503 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            code, body = self.get(self.admin, "/readyz")
+            self.assertEqual(code, 503)
+            self.assertIn("pool cpu (route half_plus_two) has no replica ready", body)
+        finally:
+            for v in (123, 124):
+                self.sim.control(op="set_state", model="half_plus_two", version=v, state="AVAILABLE")
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
