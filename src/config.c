@@ -184,6 +184,7 @@ static void free_config(struct tg_config *c)
     }
     free(c->listens);
     free(c->admin_host);
+    free(c->access_log);
     for (size_t i = 0; i < c->n_pools; i++) {
         struct tg_pool_cfg *p = &c->pools[i];
         free(p->name);
@@ -1197,8 +1198,9 @@ static int validate(struct tg_config *c, char *err, size_t errlen)
 int tg_config_parse_json(const char *text, size_t len, const char *origin, struct tg_config **out,
                          char *err, size_t errlen)
 {
-    static const char *const keys[] = {"workers", "log_level", "listen",      "pools", "routes",
-                                       "limits",  "auth",      "rate_limits", "admin", NULL};
+    static const char *const keys[] = {"workers", "log_level",  "listen", "pools",
+                                       "routes",  "limits",     "auth",   "rate_limits",
+                                       "admin",   "access_log", NULL};
     static const char *const rkeys[] = {
         "model",      "pool",   "timeout_ms", "max_timeout_ms", "fallbacks",
         "batch_pool", "canary", "max_batch",  "max_elements",   "max_request_bytes",
@@ -1296,6 +1298,8 @@ int tg_config_parse_json(const char *text, size_t len, const char *origin, struc
             goto fail;
         jpop(&c, old);
     }
+    if (jstr(&c, root, "access_log", &cfg->access_log) != 0)
+        goto fail;
     if ((v = json_object_get(root, "admin")) != NULL) {
         static const char *const akeys[] = {"address", NULL};
         char *addr = NULL;

@@ -51,6 +51,8 @@ static void on_upstream_done(struct tg_upstream_call *call, void *user)
     char code[16];
 
     px->in_flight = 0;
+    st->upstream_pool = px->d.req.pool->cfg->name;
+    tg_stream_note_upstream(st, call, px->d.started_ms);
     if (st->conn == NULL) /* the client left; nothing to answer */
         goto out;
 
@@ -275,15 +277,15 @@ static void forward(struct tg_stream *st)
      * authorization and gRPC's own; plus x-request-id */
     px->request_id = tg_stream_request_id(st, &px->request_id_len);
     size_t n_fw = st->w->gw->config->auth.n_forward;
-    struct tg_md *md = tg_arena_alloc(&st->arena, (st->n_headers + n_fw + 1) * sizeof(*md),
+    struct tg_md *md = tg_arena_alloc(&st->arena, (st->n_headers + n_fw + 2) * sizeof(*md),
                                       _Alignof(struct tg_md));
     size_t n_md = 0;
     int has_id = 0;
     for (size_t i = 0; i < st->n_headers; i++) {
         const struct tg_header *h = &st->headers[i];
         if (!tg_grpc_header_forwardable(h->name, h->name_len, h->value, h->value_len) ||
-            tg_auth_is_forwarded(st->w->gw->auth, h->name))
-            continue; /* a client never speaks for the gateway's claim headers */
+            tg_auth_is_forwarded(st->w->gw->auth, h->name) || strcmp(h->name, "traceparent") == 0)
+            continue; /* the gateway's claim headers and trace context are its own */
         md[n_md] = (struct tg_md){h->name, h->name_len, h->value, h->value_len};
         if (strcmp(h->name, "x-request-id") == 0) {
             if (has_id)
@@ -296,6 +298,8 @@ static void forward(struct tg_stream *st)
     }
     if (!has_id)
         md[n_md++] = (struct tg_md){"x-request-id", 12, px->request_id, px->request_id_len};
+    const char *tp = tg_stream_traceparent(st);
+    md[n_md++] = (struct tg_md){"traceparent", 11, tp, strlen(tp)};
     n_md += tg_auth_forward_md(st, md + n_md, n_fw);
 
     /* a canary label when the request names no version or label: a ModelSpec field appended,

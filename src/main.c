@@ -17,6 +17,7 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
+#include "tfgate/accesslog.h"
 #include "tfgate/auth.h"
 #include "tfgate/metrics.h"
 #include "tfgate/ratelimit.h"
@@ -175,6 +176,11 @@ int main(int argc, char **argv)
 
     tg_log_capture_grpc();
     grpc_init();
+    if (cfg->access_log != NULL && tg_access_log_open(cfg->access_log) != 0) {
+        fprintf(stderr, "tfgate: access_log %s: %s\n", cfg->access_log, strerror(errno));
+        status = 1;
+        goto out_grpc;
+    }
     gw.auth = tg_auth_new(&cfg->auth, err, sizeof(err));
     if (gw.auth == NULL && err[0] != '\0') {
         fprintf(stderr, "tfgate: %s\n", err);
@@ -213,6 +219,9 @@ int main(int argc, char **argv)
         if (sigwait(&sigs, &sig) != 0)
             continue;
         if (sig == SIGHUP) {
+            if (tg_access_log_reopen() != 0)
+                tg_log(TG_LOG_WARN, "main", "SIGHUP: access_log %s: %s; still writing the old file",
+                       cfg->access_log, strerror(errno));
             /* key files now; the rest of the configuration is not reloaded yet */
             if (gw.auth != NULL && tg_auth_reload(gw.auth, err, sizeof(err)) != 0) {
                 tg_log(TG_LOG_WARN, "main", "SIGHUP: %s", err);
@@ -244,6 +253,7 @@ int main(int argc, char **argv)
     tg_log(TG_LOG_INFO, "main", "stopped");
     tg_pools_free(gw.pools);
 out_grpc:
+    tg_access_log_close();
     tg_ratelimit_free(gw.ratelimit);
     tg_auth_free(gw.auth);
     grpc_shutdown();

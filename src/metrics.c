@@ -235,7 +235,8 @@ static const char *esc(const char *s, char *buf, size_t cap)
 
 static int cmp_series(const void *a, const void *b)
 {
-    const struct series *x = *(const struct series *const *)a, *y = *(const struct series *const *)b;
+    const struct series *x = *(const struct series *const *)a,
+                        *y = *(const struct series *const *)b;
     int c = x->grpc - y->grpc;
     if (c == 0)
         c = strcmp(x->model, y->model);
@@ -295,7 +296,8 @@ static void render_requests(struct tg_worker *w, struct out *o)
         size_t j = i;
         for (; j < k && cmp_series(&all[i], &all[j]) == 0; j++)
             sum += atomic_load_explicit((atomic_ullong *)&all[j]->count, memory_order_relaxed);
-        put(o, "tfgate_requests_total{protocol=\"%s\",model=\"%s\",method=\"%s\",code=\"%d\"} %llu\n",
+        put(o,
+            "tfgate_requests_total{protocol=\"%s\",model=\"%s\",method=\"%s\",code=\"%d\"} %llu\n",
             proto(all[i]->grpc), esc(all[i]->model, e1, sizeof(e1)), method_names[all[i]->method],
             all[i]->code, sum);
         i = j;
@@ -316,11 +318,14 @@ static void render_requests(struct tg_worker *w, struct out *o)
         const char *p = proto(hall[i]->grpc), *m = esc(hall[i]->model, e1, sizeof(e1));
         for (int q = 0; q < N_BUCKETS; q++) {
             cum += b[q];
-            put(o, "tfgate_request_duration_seconds_bucket{protocol=\"%s\",model=\"%s\",le=\"%g\"} "
-                   "%llu\n",
+            put(o,
+                "tfgate_request_duration_seconds_bucket{protocol=\"%s\",model=\"%s\",le=\"%g\"} "
+                "%llu\n",
                 p, m, bucket_le[q], cum);
         }
-        put(o, "tfgate_request_duration_seconds_bucket{protocol=\"%s\",model=\"%s\",le=\"+Inf\"} %llu\n",
+        put(o,
+            "tfgate_request_duration_seconds_bucket{protocol=\"%s\",model=\"%s\",le=\"+Inf\"} "
+            "%llu\n",
             p, m, count);
         put(o, "tfgate_request_duration_seconds_sum{protocol=\"%s\",model=\"%s\"} %.6f\n", p, m,
             (double)sum_us / 1e6);
@@ -338,16 +343,23 @@ static void render_events(struct out *o)
         const char *name, *help, *label;
         int ev[6];
     } fams[] = {
-        {"tfgate_auth_total", "Authentication and authorization results.", "result",
+        {"tfgate_auth_total",
+         "Authentication and authorization results.",
+         "result",
          {TG_EV_AUTH_OK, TG_EV_AUTH_MISSING, TG_EV_AUTH_INVALID, TG_EV_AUTH_NOKEYS,
           TG_EV_AUTH_DENIED, -1}},
-        {"tfgate_ratelimited_total", "Requests refused by a rate limit.", "limit",
+        {"tfgate_ratelimited_total",
+         "Requests refused by a rate limit.",
+         "limit",
          {TG_EV_RATELIMITED_CALLER, TG_EV_RATELIMITED_MODEL, -1}},
     };
     static const char *const values[TG_EV_COUNT] = {
-        [TG_EV_AUTH_OK] = "ok",          [TG_EV_AUTH_MISSING] = "missing_token",
-        [TG_EV_AUTH_INVALID] = "invalid_token", [TG_EV_AUTH_NOKEYS] = "keys_unavailable",
-        [TG_EV_AUTH_DENIED] = "denied",  [TG_EV_RATELIMITED_CALLER] = "caller",
+        [TG_EV_AUTH_OK] = "ok",
+        [TG_EV_AUTH_MISSING] = "missing_token",
+        [TG_EV_AUTH_INVALID] = "invalid_token",
+        [TG_EV_AUTH_NOKEYS] = "keys_unavailable",
+        [TG_EV_AUTH_DENIED] = "denied",
+        [TG_EV_RATELIMITED_CALLER] = "caller",
         [TG_EV_RATELIMITED_MODEL] = "model",
     };
     for (size_t f = 0; f < TG_ARRAY_SIZE(fams); f++) {
@@ -375,10 +387,11 @@ static void render_events(struct out *o)
     for (size_t i = 0; i < TG_ARRAY_SIZE(plain); i++)
         put(o, "# HELP %s %s\n# TYPE %s counter\n%s %llu\n", plain[i].name, plain[i].help,
             plain[i].name, plain[i].name, (unsigned long long)atomic_load(&events[plain[i].ev]));
-    put(o, "# HELP tfgate_config_reloads_total SIGHUP reloads, by result.\n"
-           "# TYPE tfgate_config_reloads_total counter\n"
-           "tfgate_config_reloads_total{result=\"ok\"} %llu\n"
-           "tfgate_config_reloads_total{result=\"failed\"} %llu\n",
+    put(o,
+        "# HELP tfgate_config_reloads_total SIGHUP reloads, by result.\n"
+        "# TYPE tfgate_config_reloads_total counter\n"
+        "tfgate_config_reloads_total{result=\"ok\"} %llu\n"
+        "tfgate_config_reloads_total{result=\"failed\"} %llu\n",
         (unsigned long long)atomic_load(&events[TG_EV_RELOAD_OK]),
         (unsigned long long)atomic_load(&events[TG_EV_RELOAD_FAILED]));
 }

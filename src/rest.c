@@ -323,6 +323,8 @@ static void on_call_done(struct tg_upstream_call *call, void *user)
     struct tg_stream *st = user;
     struct rest *r = st->hdata;
     r->in_flight = 0;
+    st->upstream_pool = r->d.req.pool->cfg->name;
+    tg_stream_note_upstream(st, call, r->d.started_ms);
     if (st->conn != NULL) /* else the client left: nothing to answer */
         r->next(st, r, &call->result);
     tg_stream_unref(st); /* the call's reference */
@@ -342,13 +344,17 @@ static void call_backend(struct tg_stream *st, struct rest *r, enum tg_grpc_meth
     }
     uint8_t *buf = tg_arena_alloc(&st->arena, len + 1, 8);
     protobuf_c_message_pack(msg, buf);
-    /* metadata: the request id, and the caller's forwarded claims (auth.h) */
-    size_t n_fw = st->w->gw->config->auth.n_forward, n_md = 1;
-    struct tg_md *md = tg_arena_alloc(&st->arena, (n_fw + 1) * sizeof(*md), _Alignof(struct tg_md));
+    /* metadata: the request id, the trace context, and the caller's forwarded claims */
+    size_t n_fw = st->w->gw->config->auth.n_forward, n_md = 2;
+    struct tg_md *md = tg_arena_alloc(&st->arena, (n_fw + 2) * sizeof(*md), _Alignof(struct tg_md));
     md[0].name = "x-request-id";
     md[0].name_len = 12;
     md[0].value = tg_stream_request_id(st, &md[0].value_len);
-    n_md += tg_auth_forward_md(st, md + 1, n_fw);
+    md[1].name = "traceparent";
+    md[1].name_len = 11;
+    md[1].value = tg_stream_traceparent(st);
+    md[1].value_len = strlen(md[1].value);
+    n_md += tg_auth_forward_md(st, md + 2, n_fw);
     struct tg_upstream_req req = {
         .pool = r->pool,
         .method = method,

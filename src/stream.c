@@ -9,6 +9,7 @@
 
 #include <grpc/status.h>
 
+#include "tfgate/accesslog.h"
 #include "tfgate/auth.h"
 #include "tfgate/common.h"
 #include "tfgate/config.h"
@@ -17,6 +18,8 @@
 #include "tfgate/grpc_wire.h"
 #include "tfgate/log.h"
 #include "tfgate/metrics.h"
+#include "tfgate/pool.h"
+#include "tfgate/upstream.h"
 #include "tfgate/router.h"
 #include "tfgate/stream.h"
 #include "tfgate/worker.h"
@@ -167,6 +170,61 @@ const char *tg_stream_request_id(struct tg_stream *st, size_t *len)
     return id;
 }
 
+static uint64_t random64(struct tg_stream *st)
+{
+    static _Thread_local uint64_t state;
+    if (state == 0) {
+        FILE *f = fopen("/dev/urandom", "rb");
+        if (f == NULL || fread(&state, sizeof(state), 1, f) != 1)
+            state = (uint64_t)(uintptr_t)st ^ 0x9e3779b97f4a7c15u;
+        if (f)
+            fclose(f);
+    }
+    uint64_t z = (state += 0x9e3779b97f4a7c15u);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
+    return z ^ (z >> 31);
+}
+
+static int is_lower_hex(const char *s, size_t n)
+{
+    int nonzero = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+            return 0;
+        nonzero |= s[i] != '0';
+    }
+    return nonzero; /* all-zero ids are invalid */
+}
+
+const char *tg_stream_traceparent(struct tg_stream *st)
+{
+    if (st->traceparent != NULL)
+        return st->traceparent;
+    const struct tg_header *h = tg_stream_header(st, "traceparent");
+    /* "00-<32 hex trace id>-<16 hex parent id>-<2 hex flags>" (W3C Trace Context) */
+    if (h != NULL && h->value_len == 55 && h->value[2] == '-' && h->value[35] == '-' &&
+        h->value[52] == '-' && h->value[0] == '0' && h->value[1] == '0' &&
+        is_lower_hex(h->value + 3, 32) && is_lower_hex(h->value + 36, 16)) {
+        st->traceparent = h->value;
+        return st->traceparent;
+    }
+    char *t = tg_arena_alloc(&st->arena, 56, 1);
+    snprintf(t, 56, "00-%016llx%016llx-%016llx-01", (unsigned long long)random64(st),
+             (unsigned long long)random64(st), (unsigned long long)(random64(st) | 1));
+    st->traceparent = t;
+    return t;
+}
+
+void tg_stream_note_upstream(struct tg_stream *st, const struct tg_upstream_call *call,
+                             uint64_t started_ms)
+{
+    const struct tg_upstream_result *r = &call->result;
+    st->upstream_ms += tg_worker_now(st->w) - started_ms;
+    if (r->replica != NULL)
+        st->upstream_replica = r->replica->target;
+}
+
 const char *tg_stream_header_value(void *arg, const char *name)
 {
     const struct tg_header *h = tg_stream_header(arg, name);
@@ -251,6 +309,7 @@ void tg_stream_close(struct tg_stream *st)
     if (!st->counted && !st->responded && st->headers_done) {
         st->counted = 1;
         tg_metrics_request(st); /* conn is NULL: counted as the client leaving */
+        tg_access_log(st);
     }
     if (st->handler != NULL && st->handler->on_close != NULL)
         st->handler->on_close(st);
@@ -278,6 +337,7 @@ void tg_stream_respond(struct tg_stream *st)
     if (!st->counted && !st->responded) {
         st->counted = 1;
         tg_metrics_request(st);
+        tg_access_log(st);
     }
     if (st->responded || st->conn == NULL)
         return;

@@ -199,6 +199,7 @@ struct tg_config {
     atomic_int refs;
     size_t n_listens;
     struct tg_listen_cfg *listens;
+    char *access_log; /* one JSON line per request: a file, "-" = stdout, NULL = none */
     char *admin_host; /* the admin listener (/metrics, /healthz, /readyz), or NULL for none */
     int admin_port;
     size_t n_pools;

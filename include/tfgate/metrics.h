@@ -8,9 +8,9 @@
  * shard (series are append-only and published with a release store) and merges equal label
  * sets. Label cardinality is bounded: a model becomes a label value only if it is routed by
  * name in the configuration or among the first TG_METRICS_MAX_MODELS other names the process
- * sees; the rest count as "_other". Event counters (auth results, rate-limit hits, spillovers, retries,
- * ejections, key refreshes, reloads) are process-wide atomics. Gauges (in flight per replica,
- * replica health) are read from the pools at scrape time.
+ * sees; the rest count as "_other". Event counters (auth results, rate-limit hits, spillovers,
+ * retries, ejections, key refreshes, reloads) are process-wide atomics. Gauges (in flight per
+ * replica, replica health) are read from the pools at scrape time.
  *
  * Threading: tg_metrics_request on the stream's worker; tg_metrics_event anywhere; render on
  * any worker.
@@ -29,18 +29,18 @@ struct tg_arena;
 
 enum tg_metric_event {
     TG_EV_AUTH_OK = 0,
-    TG_EV_AUTH_MISSING,  /* no token */
-    TG_EV_AUTH_INVALID,  /* a token that did not verify (any reason) */
-    TG_EV_AUTH_NOKEYS,   /* keys not loaded yet */
-    TG_EV_AUTH_DENIED,   /* RBAC */
+    TG_EV_AUTH_MISSING, /* no token */
+    TG_EV_AUTH_INVALID, /* a token that did not verify (any reason) */
+    TG_EV_AUTH_NOKEYS,  /* keys not loaded yet */
+    TG_EV_AUTH_DENIED,  /* RBAC */
     TG_EV_RATELIMITED_CALLER,
     TG_EV_RATELIMITED_MODEL,
     TG_EV_RATELIMIT_REDIS_DOWN, /* a decision Redis could not make */
-    TG_EV_SPILLOVER,     /* a call went to a later candidate pool */
-    TG_EV_SATURATED,     /* refused: every pool saturated */
+    TG_EV_SPILLOVER,            /* a call went to a later candidate pool */
+    TG_EV_SATURATED,            /* refused: every pool saturated */
     TG_EV_RETRY,
     TG_EV_EJECTION,
-    TG_EV_JWKS_REFRESH,  /* a key set changed */
+    TG_EV_JWKS_REFRESH, /* a key set changed */
     TG_EV_RELOAD_OK,
     TG_EV_RELOAD_FAILED,
     TG_EV_COUNT,

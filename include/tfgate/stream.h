@@ -73,6 +73,12 @@ struct tg_stream {
     int audited;                        /* the audit record was written */
     const char *request_id;             /* tg_stream_request_id, once asked for */
     size_t request_id_len;
+    /* where the request went, for the access log: the last attempt's pool and replica, and
+     * the time spent upstream (all calls) */
+    const char *upstream_pool;
+    const char *upstream_replica;
+    uint64_t upstream_ms;
+    const char *traceparent;  /* W3C trace context sent upstream (the client's, or made) */
     const char *metric_model; /* what the handler found, for metrics.h */
     uint32_t metric_method;   /* TG_AM_* */
     int counted;              /* metrics.h counted it */
@@ -146,6 +152,15 @@ void tg_stream_respond_http(struct tg_stream *st, int status, const char *conten
 /* The request's id: the client's x-request-id when it is a usable one (printable, at most 128
  * bytes), else a random UUID (version 4). Made once, kept in the arena. */
 const char *tg_stream_request_id(struct tg_stream *st, size_t *len);
+
+/* The W3C traceparent to send upstream: the client's when it is well formed, else a new one
+ * (version 00, random trace and span ids, sampled). Made once, in the arena. */
+const char *tg_stream_traceparent(struct tg_stream *st);
+
+/* Records a finished upstream call for the access log (pool, replica, time). */
+struct tg_upstream_call;
+void tg_stream_note_upstream(struct tg_stream *st, const struct tg_upstream_call *call,
+                             uint64_t started_ms);
 
 /* 1 if the request is gRPC (content-type application/grpc or application/grpc+...). */
 int tg_stream_is_grpc(const struct tg_stream *st);
