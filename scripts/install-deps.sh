@@ -14,7 +14,7 @@ pkgs=(
   # test clients and servers (real ones, never mocks)
   nghttp2-client curl redis-server protobuf-compiler protobuf-compiler-grpc
   python3-grpcio python3-protobuf python3-jwt python3-cryptography python3-h2 openssl
-  python3-prometheus-client
+  python3-prometheus-client python3-yaml
 )
 if [ "${1:-}" = "--bench" ]; then
   pkgs+=(nginx-light)

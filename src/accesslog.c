@@ -84,7 +84,9 @@ void tg_access_log(struct tg_stream *st)
     if (st->conn != NULL)
         json_object_set_new(rec, "client", json_string(st->conn->peer));
     json_object_set_new(rec, "protocol",
-                        json_string(grpc ? "grpc" : st->http2 ? "rest/http2" : "rest/http1.1"));
+                        json_string(grpc        ? "grpc"
+                                    : st->http2 ? "rest/http2"
+                                                : "rest/http1.1"));
     if (st->method)
         json_object_set_new(rec, "method", json_string(st->method));
     /* the path without its query string: a client may put a token there */
@@ -106,9 +108,9 @@ void tg_access_log(struct tg_stream *st)
     json_object_set_new(rec, "bytes_out", json_integer((json_int_t)st->resp_body_len));
     json_object_set_new(rec, "latency_ms", json_integer((json_int_t)total));
     json_object_set_new(rec, "upstream_ms", json_integer((json_int_t)st->upstream_ms));
-    json_object_set_new(rec, "gateway_ms",
-                        json_integer((json_int_t)(total > st->upstream_ms ? total - st->upstream_ms
-                                                                          : 0)));
+    json_object_set_new(
+        rec, "gateway_ms",
+        json_integer((json_int_t)(total > st->upstream_ms ? total - st->upstream_ms : 0)));
     if (st->identity != NULL && !st->identity->anonymous)
         json_object_set_new(rec, "subject", json_string(st->identity->subject));
     char *line = json_dumps(rec, JSON_COMPACT | JSON_PRESERVE_ORDER);
