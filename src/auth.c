@@ -543,9 +543,10 @@ int tg_auth_authenticate(struct tg_stream *st)
                                     "tfgate: the identity provider's keys are not available yet");
             return -1;
         }
+        /* the path without its query string: a client may have put a token there */
+        size_t plen = st->path ? strcspn(st->path, "?") : 0;
         tg_log(TG_LOG_INFO, "auth", "refused %s %.*s: %s", st->method ? st->method : "-",
-               (int)(st->path_len > 200 ? 200 : st->path_len), st->path ? st->path : "",
-               tg_jwt_strerror(status));
+               (int)(plen > 200 ? 200 : plen), st->path ? st->path : "", tg_jwt_strerror(status));
         unauthenticated(st, tg_jwt_strerror(status), 1);
         return -1;
     }
