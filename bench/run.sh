@@ -31,5 +31,6 @@ if [ "$what" = all ] || [ "$what" = auth ]; then
   /usr/bin/python3 bench/load/bench_auth.py --build build-release | tee bench/results/auth.md
 fi
 if [ "$what" = all ] || [ "$what" = spillover ]; then
-  /usr/bin/python3 bench/load/bench_spillover.py --build build-release | tee bench/results/spillover.md
+  /usr/bin/python3 bench/load/bench_spillover.py --build build-release --plot docs/img/spillover.png \
+    | tee bench/results/spillover.md
 fi

@@ -17,7 +17,7 @@ pkgs=(
   python3-prometheus-client python3-yaml
 )
 if [ "${1:-}" = "--bench" ]; then
-  pkgs+=(nginx-light)
+  pkgs+=(nginx-light python3-matplotlib)
 fi
 
 missing=()

@@ -66,13 +66,38 @@ def measure(port, small, big, n):
     done = sum(r["ok"] + r["errors"] for r in out)
     errors = sum(r["errors"] for r in out)
     return {"done": done, "errors": errors, "rate": errors / max(1, done), "p50": pct(lat, 0.5),
-            "p99": pct(lat, 0.99), "ok_p50": pct(ok_lat, 0.5), "ok_p99": pct(ok_lat, 0.99)}
+            "p99": pct(lat, 0.99), "ok_p50": pct(ok_lat, 0.5), "ok_p99": pct(ok_lat, 0.99),
+            "ok_latencies": ok_lat}
+
+
+def plot(rows, runs_by_label, path):
+    """Latency CDF of the answered requests, spillover off and on (python3-matplotlib)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
+    for label, med, _, _ in rows:
+        lat = runs_by_label[label]["ok_latencies"]
+        if not lat:
+            continue
+        ys = [(i + 1) / len(lat) for i in range(len(lat))]
+        ax.plot(lat, ys, label="spillover %s: %.1f%% errors, p99 %.1f ms" % (label, 100 * med["rate"],
+                                                                               med["ok_p99"]))
+    ax.set_xlabel("latency of answered requests (ms)")
+    ax.set_ylabel("fraction of requests")
+    ax.set_title("GPU overload, mixed REST load: spillover to the CPU pool off vs on")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path)
+    print("plot: %s" % path)
 
 
 def main():
-    a = benchlib.parse_args(__doc__)
+    a = benchlib.parse_args(__doc__, [("--plot", {"help": "write a latency CDF (PNG) here"})])
     n = max(2000, a.n // 10)
     rows = []
+    last = {}
     with tempfile.TemporaryDirectory() as tmp:
         small, big = os.path.join(tmp, "small.json"), os.path.join(tmp, "big.json")
         with open(small, "w") as f:
@@ -98,6 +123,7 @@ def main():
             for label, gw in gws:
                 measure(gw.port, small, big, 500)  # warm-up
                 runs = [measure(gw.port, small, big, n) for _ in range(a.reps)]
+                last[label] = runs[-1]
                 med = {k: statistics.median(r[k] for r in runs)
                        for k in ("done", "errors", "rate", "p50", "p99", "ok_p50", "ok_p99")}
                 rows.append((label, med, gpu.stats()["calls"]["Predict"], cpu.stats()["calls"]["Predict"]))
@@ -117,6 +143,8 @@ def main():
         print("| %s | %d | %d | %.1f%% | %.2f | %.2f | %.2f | %.2f | %d | %d |" % (
             label, med["done"], med["errors"], 100 * med["rate"], med["p50"], med["p99"], med["ok_p50"],
             med["ok_p99"], g, c))
+    if a.plot:
+        plot(rows, last, a.plot)
     return 0
 
 
