@@ -6,8 +6,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/time.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -16,6 +14,7 @@
 #include "tfgate/auth.h"
 #include "tfgate/common.h"
 #include "tfgate/conn.h"
+#include "tfgate/log.h"
 #include "tfgate/stream.h"
 #include "tfgate/worker.h"
 
@@ -65,14 +64,9 @@ void tg_access_log(struct tg_stream *st)
     if (log_fd < 0)
         return;
     int grpc = tg_stream_is_grpc(st) && st->http2;
-    struct timeval tv;
-    struct tm tm;
-    char when[96];
+    char when[TG_LOG_TIME_LEN + 1];
     size_t rid_len;
-    gettimeofday(&tv, NULL);
-    gmtime_r(&tv.tv_sec, &tm);
-    snprintf(when, sizeof(when), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(tv.tv_usec / 1000));
+    tg_log_time(when);
     const char *rid = tg_stream_request_id(st, &rid_len);
     uint64_t total = tg_worker_now(st->w) - st->start_ms;
 

@@ -8,7 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -686,17 +685,11 @@ void tg_auth_audit(struct tg_stream *st, int client_gone)
     const struct tg_identity *id = st->identity;
     int grpc = tg_stream_is_grpc(st) && st->http2;
 
-    st->audited = 1;
     if (a == NULL || a->audit_fd < 0 || au == NULL)
         return;
-    struct timeval tv;
-    struct tm tm;
-    char when[96], rid[160];
+    char when[TG_LOG_TIME_LEN + 1], rid[160];
     size_t rid_len;
-    gettimeofday(&tv, NULL);
-    gmtime_r(&tv.tv_sec, &tm);
-    snprintf(when, sizeof(when), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(tv.tv_usec / 1000));
+    tg_log_time(when);
     const char *r = tg_stream_request_id(st, &rid_len);
     snprintf(rid, sizeof(rid), "%.*s", (int)rid_len, r);
 

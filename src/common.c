@@ -1,6 +1,7 @@
 /*
  * common.c - aborting allocators (see common.h).
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -69,4 +70,53 @@ uint64_t tg_hash64(const void *data, size_t n)
     h ^= h >> 27;
     h *= 0x94d049bb133111ebu;
     return h ^ (h >> 31);
+}
+
+uint64_t tg_random64(void)
+{
+    static _Thread_local uint64_t state;
+    if (state == 0) {
+        FILE *f = fopen("/dev/urandom", "rb");
+        if (f == NULL || fread(&state, sizeof(state), 1, f) != 1)
+            state = tg_mono_ms() ^ (uint64_t)(uintptr_t)&state;
+        if (f)
+            fclose(f);
+        state |= 1;
+    }
+    uint64_t z = (state += 0x9e3779b97f4a7c15u);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
+    return z ^ (z >> 31);
+}
+
+char *tg_read_file(const char *path, size_t max, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    char *buf = NULL;
+    size_t n = 0, cap = 0, r;
+    if (f == NULL)
+        return NULL;
+    do {
+        if (n == cap) {
+            if (cap > max) {
+                free(buf);
+                fclose(f);
+                errno = EFBIG;
+                return NULL;
+            }
+            cap = cap ? cap * 2 : 16384;
+            buf = tg_xrealloc(buf, cap + 1);
+        }
+        r = fread(buf + n, 1, cap - n, f);
+        n += r;
+    } while (r > 0);
+    fclose(f);
+    if (n > max) {
+        free(buf);
+        errno = EFBIG;
+        return NULL;
+    }
+    buf[n] = '\0';
+    *len = n;
+    return buf;
 }

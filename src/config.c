@@ -1360,32 +1360,6 @@ static int parse_u64(const char *flag, const char *s, uint64_t max, uint64_t *ou
     return 0;
 }
 
-static char *read_file(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    char *buf = NULL;
-    size_t n = 0, cap = 0, r;
-    if (f == NULL)
-        return NULL;
-    do {
-        if (n == cap) {
-            cap = cap ? cap * 2 : 16384;
-            if (cap > (16u << 20)) { /* a configuration file is never this large */
-                free(buf);
-                fclose(f);
-                errno = EFBIG;
-                return NULL;
-            }
-            buf = tg_xrealloc(buf, cap);
-        }
-        r = fread(buf + n, 1, cap - n, f);
-        n += r;
-    } while (r > 0);
-    fclose(f);
-    *len = n;
-    return buf;
-}
-
 static void add_listen(struct tg_config *c, const char *addr, char *host, int port, int tls)
 {
     c->listens = tg_xrealloc(c->listens, (c->n_listens + 1) * sizeof(*c->listens));
@@ -1602,7 +1576,7 @@ int tg_config_from_args(int argc, char **argv, struct tg_config **out,
                      "the limit flags: put them in the file");
             goto out;
         }
-        text = read_file(config_path, &len);
+        text = tg_read_file(config_path, 16u << 20, &len); /* never this large */
         if (text == NULL) {
             snprintf(err, errlen, "%s: %s", config_path, strerror(errno));
             goto out;

@@ -176,11 +176,7 @@ const char *tg_dispatch_canary(const struct tg_route_cfg *route, struct tg_strea
     if (key != NULL) {
         h = tg_hash64(key, key_len);
     } else {
-        static _Thread_local uint64_t state = 0x9e3779b97f4a7c15u;
-        uint64_t z = (state += 0x9e3779b97f4a7c15u);
-        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
-        z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
-        h = z ^ (z >> 31);
+        h = tg_random64();
     }
     uint64_t x = h % total;
     for (size_t i = 0; i < route->n_canary; i++) {

@@ -138,19 +138,21 @@ static uint64_t deadline_for(struct tg_stream *st, const struct tg_route_cfg *ro
     return ms > max ? max : ms;
 }
 
+/* The RBAC method (auth.h) of each gRPC method, for access rules, metrics and logs. */
+static const uint32_t method_am[TG_GM_COUNT] = {
+    [TG_GM_PREDICT] = TG_AM_PREDICT,
+    [TG_GM_CLASSIFY] = TG_AM_CLASSIFY,
+    [TG_GM_REGRESS] = TG_AM_REGRESS,
+    [TG_GM_MULTI_INFERENCE] = TG_AM_MULTI_INFERENCE,
+    [TG_GM_GET_MODEL_METADATA] = TG_AM_METADATA,
+    [TG_GM_GET_MODEL_STATUS] = TG_AM_STATUS,
+    [TG_GM_RELOAD_CONFIG] = TG_AM_RELOAD,
+};
+
 /* RBAC on every ModelSpec of the request (MultiInference has one per task). Returns 0, or -1
  * after answering. */
 static int authorize(struct tg_stream *st, int method, const uint8_t *msg, size_t len)
 {
-    static const uint32_t am[TG_GM_COUNT] = {
-        [TG_GM_PREDICT] = TG_AM_PREDICT,
-        [TG_GM_CLASSIFY] = TG_AM_CLASSIFY,
-        [TG_GM_REGRESS] = TG_AM_REGRESS,
-        [TG_GM_MULTI_INFERENCE] = TG_AM_MULTI_INFERENCE,
-        [TG_GM_GET_MODEL_METADATA] = TG_AM_METADATA,
-        [TG_GM_GET_MODEL_STATUS] = TG_AM_STATUS,
-        [TG_GM_RELOAD_CONFIG] = TG_AM_RELOAD,
-    };
     int has_signature = method == TG_GM_PREDICT || method == TG_GM_CLASSIFY ||
                         method == TG_GM_REGRESS || method == TG_GM_MULTI_INFERENCE;
     struct tg_model_spec s;
@@ -159,8 +161,8 @@ static int authorize(struct tg_stream *st, int method, const uint8_t *msg, size_
                                                     &st->arena, &s)) > 0;
          k++) {
         struct tg_auth_target t = {
-            s.name,    s.has_version, s.version, s.label, has_signature ? s.signature : NULL,
-            am[method]};
+            s.name,           s.has_version, s.version, s.label, has_signature ? s.signature : NULL,
+            method_am[method]};
         if (tg_auth_authorize(st, &t) != 0)
             return -1;
     }
@@ -212,17 +214,8 @@ static void on_request(struct tg_stream *st)
                                       "tfgate: the request message is not valid protobuf");
         return;
     }
-    static const uint32_t am[TG_GM_COUNT] = {
-        [TG_GM_PREDICT] = TG_AM_PREDICT,
-        [TG_GM_CLASSIFY] = TG_AM_CLASSIFY,
-        [TG_GM_REGRESS] = TG_AM_REGRESS,
-        [TG_GM_MULTI_INFERENCE] = TG_AM_MULTI_INFERENCE,
-        [TG_GM_GET_MODEL_METADATA] = TG_AM_METADATA,
-        [TG_GM_GET_MODEL_STATUS] = TG_AM_STATUS,
-        [TG_GM_RELOAD_CONFIG] = TG_AM_RELOAD,
-    };
     st->metric_model = spec.name;
-    st->metric_method = am[method];
+    st->metric_method = method_am[method];
     if (st->identity != NULL && authorize(st, method, msg, msg_len) != 0)
         return;
     struct tg_route_query q = {spec.name,  spec.has_version, spec.version,

@@ -45,27 +45,6 @@ struct tg_jwks_fetcher {
     void *arg;
 };
 
-static char *read_file(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    char *buf = NULL;
-    long n;
-    if (f == NULL)
-        return NULL;
-    if (fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) >= 0 && n <= MAX_SET_BYTES &&
-        fseek(f, 0, SEEK_SET) == 0) {
-        buf = tg_xmalloc((size_t)n + 1);
-        if (fread(buf, 1, (size_t)n, f) != (size_t)n) {
-            free(buf);
-            buf = NULL;
-        } else {
-            *len = (size_t)n;
-        }
-    }
-    fclose(f);
-    return buf;
-}
-
 /* Appends the keys of one JWK set text (or one JWK) to |all|. */
 static int add_keys(json_t *all, const char *text, size_t len, const char *origin, char *err,
                     size_t errlen)
@@ -141,7 +120,8 @@ struct tg_jwks *tg_jwks_new(const struct tg_auth_provider_cfg *pc, char *err, si
     struct tg_jwks *j = tg_xcalloc(1, sizeof(*j));
     j->pc = pc;
     pthread_mutex_init(&j->mu, NULL);
-    if (pc->jwks_file != NULL && (j->file_text = read_file(pc->jwks_file, &j->file_len)) == NULL) {
+    if (pc->jwks_file != NULL &&
+        (j->file_text = tg_read_file(pc->jwks_file, MAX_SET_BYTES, &j->file_len)) == NULL) {
         snprintf(err, errlen, "provider '%s': cannot read %s (missing, or over 1 MiB)", pc->name,
                  pc->jwks_file);
         tg_jwks_free(j);
@@ -181,7 +161,8 @@ int tg_jwks_reload(struct tg_jwks *j, char *err, size_t errlen)
     const struct tg_auth_provider_cfg *pc = j->pc;
     size_t len = 0;
     char *file = NULL;
-    if (pc->jwks_file != NULL && (file = read_file(pc->jwks_file, &len)) == NULL) {
+    if (pc->jwks_file != NULL &&
+        (file = tg_read_file(pc->jwks_file, MAX_SET_BYTES, &len)) == NULL) {
         snprintf(err, errlen, "provider '%s': cannot read %s (missing, or over 1 MiB)", pc->name,
                  pc->jwks_file);
         return -1;

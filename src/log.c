@@ -24,19 +24,25 @@ int tg_log_level_from_name(const char *name)
     return -1;
 }
 
-void tg_log__emit(int level, const char *mod, const char *fmt, ...)
+void tg_log_time(char *out)
 {
-    char line[2048];
     struct timespec ts;
     struct tm tm;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gmtime_r(&ts.tv_sec, &tm);
+    size_t n = strftime(out, TG_LOG_TIME_LEN + 1, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(out + n, TG_LOG_TIME_LEN + 1 - n, ".%03ldZ", ts.tv_nsec / 1000000);
+}
+
+void tg_log__emit(int level, const char *mod, const char *fmt, ...)
+{
+    char line[2048], when[TG_LOG_TIME_LEN + 1];
     size_t n;
     va_list ap;
 
-    clock_gettime(CLOCK_REALTIME, &ts);
-    gmtime_r(&ts.tv_sec, &tm);
-    n = strftime(line, sizeof(line), "ts=%Y-%m-%dT%H:%M:%S", &tm);
-    n += (size_t)snprintf(line + n, sizeof(line) - n, ".%03ldZ lvl=%s mod=%s msg=\"",
-                          ts.tv_nsec / 1000000, names[level < 0 || level > 3 ? 0 : level], mod);
+    tg_log_time(when);
+    n = (size_t)snprintf(line, sizeof(line), "ts=%s lvl=%s mod=%s msg=\"", when,
+                         names[level < 0 || level > 3 ? 0 : level], mod);
     va_start(ap, fmt);
     int m = vsnprintf(line + n, sizeof(line) - n - 2, fmt, ap);
     va_end(ap);

@@ -523,15 +523,18 @@ sigmap_of(struct tg_stream *st, const Tensorflow__Serving__GetModelMetadataRespo
 
 /* ---- access (auth.h): the same rules as the equivalent gRPC call ---- */
 
+/* The RBAC method (auth.h) of each REST request kind, for access rules, metrics and logs. */
+static const uint32_t kind_am[] = {
+    [R_PREDICT] = TG_AM_PREDICT, [R_CLASSIFY] = TG_AM_CLASSIFY, [R_REGRESS] = TG_AM_REGRESS,
+    [R_STATUS] = TG_AM_STATUS,   [R_METADATA] = TG_AM_METADATA,
+};
+
 static int authorize(struct tg_stream *st, struct rest *r)
 {
-    static const uint32_t am[] = {
-        [R_PREDICT] = TG_AM_PREDICT, [R_CLASSIFY] = TG_AM_CLASSIFY, [R_REGRESS] = TG_AM_REGRESS,
-        [R_STATUS] = TG_AM_STATUS,   [R_METADATA] = TG_AM_METADATA,
-    };
     int has_sig = r->kind == R_PREDICT || r->kind == R_CLASSIFY || r->kind == R_REGRESS;
     struct tg_auth_target t = {
-        r->name, r->has_version, r->version, r->label, has_sig ? r->signature : NULL, am[r->kind]};
+        r->name,         r->has_version, r->version, r->label, has_sig ? r->signature : NULL,
+        kind_am[r->kind]};
     return tg_auth_authorize(st, &t);
 }
 
@@ -1019,12 +1022,8 @@ static void on_request(struct tg_stream *st)
     }
     if (route(st, r) != 0)
         return;
-    static const uint32_t kind_method[] = {
-        [R_PREDICT] = TG_AM_PREDICT, [R_CLASSIFY] = TG_AM_CLASSIFY, [R_REGRESS] = TG_AM_REGRESS,
-        [R_STATUS] = TG_AM_STATUS,   [R_METADATA] = TG_AM_METADATA,
-    };
     st->metric_model = r->name;
-    st->metric_method = kind_method[r->kind];
+    st->metric_method = kind_am[r->kind];
     r->signature = "";
     /* an anonymous caller is decided by the model alone, before its body is looked at; the
      * others once the body names the signature */

@@ -142,20 +142,8 @@ const char *tg_stream_request_id(struct tg_stream *st, size_t *len)
     }
     /* 128 random bits as a UUID (version 4) */
     uint8_t r[16];
-    uint64_t x = (uint64_t)(uintptr_t)st ^ ((uint64_t)st->w->id << 56) ^ st->w->next_conn_id;
-    static _Thread_local uint64_t state;
-    if (state == 0) {
-        FILE *f = fopen("/dev/urandom", "rb");
-        if (f == NULL || fread(&state, sizeof(state), 1, f) != 1)
-            state = x | 1;
-        if (f)
-            fclose(f);
-    }
-    for (int i = 0; i < 16; i += 8) { /* splitmix64: ids need uniqueness, not secrecy */
-        uint64_t z = (state += 0x9e3779b97f4a7c15ULL);
-        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-        z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-        z ^= z >> 31;
+    for (int i = 0; i < 16; i += 8) {
+        uint64_t z = tg_random64();
         memcpy(r + i, &z, 8);
     }
     r[6] = (uint8_t)((r[6] & 0x0f) | 0x40);
@@ -168,22 +156,6 @@ const char *tg_stream_request_id(struct tg_stream *st, size_t *len)
     st->request_id_len = 36;
     *len = 36;
     return id;
-}
-
-static uint64_t random64(struct tg_stream *st)
-{
-    static _Thread_local uint64_t state;
-    if (state == 0) {
-        FILE *f = fopen("/dev/urandom", "rb");
-        if (f == NULL || fread(&state, sizeof(state), 1, f) != 1)
-            state = (uint64_t)(uintptr_t)st ^ 0x9e3779b97f4a7c15u;
-        if (f)
-            fclose(f);
-    }
-    uint64_t z = (state += 0x9e3779b97f4a7c15u);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
-    return z ^ (z >> 31);
 }
 
 static int is_lower_hex(const char *s, size_t n)
@@ -210,8 +182,8 @@ const char *tg_stream_traceparent(struct tg_stream *st)
         return st->traceparent;
     }
     char *t = tg_arena_alloc(&st->arena, 56, 1);
-    snprintf(t, 56, "00-%016llx%016llx-%016llx-01", (unsigned long long)random64(st),
-             (unsigned long long)random64(st), (unsigned long long)(random64(st) | 1));
+    snprintf(t, 56, "00-%016llx%016llx-%016llx-01", (unsigned long long)tg_random64(),
+             (unsigned long long)tg_random64(), (unsigned long long)(tg_random64() | 1));
     st->traceparent = t;
     return t;
 }
@@ -299,18 +271,27 @@ void tg_stream_request_done(struct tg_stream *st)
     st->handler->on_request(st);
 }
 
+/* The request's records, once: its audit record (auth.h), its metrics and its access-log line;
+ * when it is answered, or when the client leaves first (|gone|). */
+static void account(struct tg_stream *st, int gone)
+{
+    if (st->accounted || st->responded)
+        return;
+    st->accounted = 1;
+    if (st->audit != NULL)
+        tg_auth_audit(st, gone);
+    if (!gone || st->headers_done) { /* a stream that never had a request is not one */
+        tg_metrics_request(st);      /* conn NULL: counted as the client leaving */
+        tg_access_log(st);
+    }
+}
+
 void tg_stream_close(struct tg_stream *st)
 {
     if (st->conn == NULL)
         return;
     st->conn = NULL;
-    if (st->audit != NULL && !st->audited && !st->responded)
-        tg_auth_audit(st, 1); /* the client left before its answer */
-    if (!st->counted && !st->responded && st->headers_done) {
-        st->counted = 1;
-        tg_metrics_request(st); /* conn is NULL: counted as the client leaving */
-        tg_access_log(st);
-    }
+    account(st, 1);
     if (st->handler != NULL && st->handler->on_close != NULL)
         st->handler->on_close(st);
     tg_stream_unref(st);
@@ -332,13 +313,7 @@ void tg_stream_add_trailer(struct tg_stream *st, const char *name, const char *v
 
 void tg_stream_respond(struct tg_stream *st)
 {
-    if (st->audit != NULL && !st->audited && !st->responded)
-        tg_auth_audit(st, 0);
-    if (!st->counted && !st->responded) {
-        st->counted = 1;
-        tg_metrics_request(st);
-        tg_access_log(st);
-    }
+    account(st, 0);
     if (st->responded || st->conn == NULL)
         return;
     st->responded = 1;

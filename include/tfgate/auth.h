@@ -76,8 +76,8 @@ struct tg_audit {
 
 /* Writes the stream's audit record (one JSON line: time, request id, subject, roles, model,
  * version or label, signature, method, decision, reason, status, latency; never the token or
- * the body). Called by the stream when it answers, or with |client_gone| when the client left
- * first. */
+ * the body). Called once by the stream when it answers, or with |client_gone| when the client
+ * left first. */
 void tg_auth_audit(struct tg_stream *st, int client_gone);
 
 struct tg_md;

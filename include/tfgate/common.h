@@ -22,8 +22,16 @@ void *tg_xrealloc(void *p, size_t n);
 char *tg_xstrdup(const char *s);
 char *tg_xstrndup(const char *s, size_t n);
 
+/* A whole file, NUL-terminated, its size in |*len|. NULL with errno set when it cannot be read,
+ * or EFBIG when it is larger than |max| bytes (configuration and key files are small). */
+char *tg_read_file(const char *path, size_t max, size_t *len);
+
 /* CLOCK_MONOTONIC in milliseconds, for threads without a loop clock. */
 uint64_t tg_mono_ms(void);
+
+/* 64 random bits for ids and choices that need uniqueness, not secrecy (request ids, trace
+ * ids, canary draws): splitmix64 per thread, seeded from /dev/urandom. Any thread. */
+uint64_t tg_random64(void);
 
 /* FNV-1a over |n| bytes, then mixed (splitmix64's finalizer) so that every bit depends on the
  * input: for hash tables and consistent choices (rate-limit keys, sticky canaries). */

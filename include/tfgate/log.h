@@ -29,6 +29,11 @@ extern int tg_log_level; /* enum tg_log_level; default TG_LOG_INFO */
 /* "error", "warn", "info", "debug" -> level; -1 when unknown. */
 int tg_log_level_from_name(const char *name);
 void tg_log__emit(int level, const char *mod, const char *fmt, ...) TG_PRINTF(3, 4);
+/* The wall-clock time as "2026-11-21T23:01:02.345Z" (UTC, milliseconds), the form of every
+ * timestamp tfgate writes (log, access log, audit log). |out| holds TG_LOG_TIME_LEN + 1. */
+#define TG_LOG_TIME_LEN 24
+void tg_log_time(char *out);
+
 /* Routes gRPC core's own log lines through tg_log (call once, before grpc_init). */
 void tg_log_capture_grpc(void);
 

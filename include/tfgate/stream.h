@@ -70,7 +70,6 @@ struct tg_stream {
     void *hdata;                        /* the handler's per-request state (in the arena) */
     const struct tg_identity *identity; /* the caller (auth.h), or NULL without auth */
     struct tg_audit *audit;             /* what auth decided, for the audit record, or NULL */
-    int audited;                        /* the audit record was written */
     const char *request_id;             /* tg_stream_request_id, once asked for */
     size_t request_id_len;
     /* where the request went, for the access log: the last attempt's pool and replica, and
@@ -81,7 +80,7 @@ struct tg_stream {
     const char *traceparent;  /* W3C trace context sent upstream (the client's, or made) */
     const char *metric_model; /* what the handler found, for metrics.h */
     uint32_t metric_method;   /* TG_AM_* */
-    int counted;              /* metrics.h counted it */
+    int accounted;            /* audit record, metrics and access log written */
 
     /* response, read by the protocol */
     int responded; /* a response was submitted */
