@@ -2,6 +2,7 @@
  * accesslog.c - see accesslog.h.
  */
 #include <errno.h>
+#include <stdatomic.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,8 +19,11 @@
 #include "tfgate/stream.h"
 #include "tfgate/worker.h"
 
+/* log_fd is opened once and then only replaced in place (dup2), so a worker never writes to a
+ * closed or reused descriptor; |enabled| turns the log off without closing it */
 static int log_fd = -1;
-static char *log_path;
+static atomic_int enabled;
+static char *log_path; /* main thread */
 
 static int open_path(const char *path)
 {
@@ -35,7 +39,39 @@ int tg_access_log_open(const char *path)
         return -1;
     log_fd = fd;
     log_path = tg_xstrdup(path);
+    atomic_store(&enabled, 1);
     return 0;
+}
+
+int tg_access_log_switch(const char *path)
+{
+    if (path == NULL) {
+        atomic_store(&enabled, 0);
+        return 0;
+    }
+    if (log_path != NULL && strcmp(path, log_path) == 0) {
+        if (tg_access_log_reopen() != 0)
+            tg_log(TG_LOG_WARN, "main", "access_log %s: %s; still writing the old file", path,
+                   strerror(errno));
+        atomic_store(&enabled, 1);
+        return 0;
+    }
+    if (log_fd < 0) {
+        if (tg_access_log_open(path) != 0) /* before the first line: nobody writes yet */
+            return -1;
+        return 0;
+    }
+    int fd = open_path(path);
+    if (fd < 0)
+        return -1;
+    int rv = dup2(fd, log_fd) < 0 ? -1 : 0;
+    close(fd);
+    if (rv == 0) {
+        free(log_path);
+        log_path = tg_xstrdup(path);
+        atomic_store(&enabled, 1);
+    }
+    return rv;
 }
 
 int tg_access_log_reopen(void)
@@ -61,7 +97,7 @@ void tg_access_log_close(void)
 
 void tg_access_log(struct tg_stream *st)
 {
-    if (log_fd < 0)
+    if (!atomic_load_explicit(&enabled, memory_order_acquire))
         return;
     int grpc = tg_stream_is_grpc(st) && st->http2;
     char when[TG_LOG_TIME_LEN + 1];

@@ -26,7 +26,7 @@ static void on_request(struct tg_stream *st)
     }
     if (plen == 8 && memcmp(st->path, "/metrics", 8) == 0) {
         size_t len;
-        char *text = tg_metrics_render(st->w, &st->arena, &len);
+        char *text = tg_metrics_render(st->w, st->gen, &st->arena, &len);
         tg_stream_respond_http(st, 200, "text/plain; version=0.0.4; charset=utf-8", text, len);
         return;
     }
@@ -40,7 +40,7 @@ static void on_request(struct tg_stream *st)
             tg_stream_respond_http(st, 503, "text/plain", "draining\n", 9);
             return;
         }
-        if (!tg_metrics_ready(st->w, why, sizeof(why))) {
+        if (!tg_metrics_ready(st->w, st->gen, why, sizeof(why))) {
             int n = snprintf(body, sizeof(body), "not ready: %s\n", why);
             tg_stream_respond_http(st, 503, "text/plain", body, (size_t)n);
             return;

@@ -65,7 +65,8 @@ static void keys_changed(void *arg)
     atomic_fetch_add(&a->generation, 1);
 }
 
-struct tg_auth *tg_auth_new(const struct tg_auth_cfg *cfg, char *err, size_t errlen)
+struct tg_auth *tg_auth_new(const struct tg_auth_cfg *cfg, const struct tg_auth *prev, char *err,
+                            size_t errlen)
 {
     err[0] = '\0';
     if (cfg->n_providers == 0)
@@ -90,7 +91,12 @@ struct tg_auth *tg_auth_new(const struct tg_auth_cfg *cfg, char *err, size_t err
             .skew_s = p->cfg->clock_skew_s,
             .max_token_bytes = cfg->max_token_bytes,
         };
-        if ((p->keys = tg_jwks_new(p->cfg, err, errlen)) == NULL) {
+        struct tg_jwks *prev_keys = NULL;
+        for (size_t k = 0; prev != NULL && k < prev->n && prev_keys == NULL; k++) {
+            if (strcmp(prev->p[k].cfg->name, p->cfg->name) == 0)
+                prev_keys = prev->p[k].keys;
+        }
+        if ((p->keys = tg_jwks_new(p->cfg, prev_keys, err, errlen)) == NULL) {
             tg_auth_free(a);
             return NULL;
         }
@@ -117,40 +123,6 @@ void tg_auth_free(struct tg_auth *a)
     free(a->sets);
     free(a->p);
     free(a);
-}
-
-int tg_auth_reload(struct tg_auth *a, char *err, size_t errlen)
-{
-    int rv = 0;
-    err[0] = '\0';
-    for (size_t i = 0; i < a->n; i++) {
-        struct provider *p = &a->p[i];
-        char e[512];
-        int r = tg_jwks_reload(p->keys, e, sizeof(e));
-        if (r < 0) {
-            tg_log(TG_LOG_WARN, "auth", "%s; keeping the last good keys", e);
-            if (rv == 0)
-                snprintf(err, errlen, "%s", e);
-            rv = -1;
-            continue;
-        }
-        struct tg_jwt_keyset *ks = tg_jwks_get(p->keys);
-        tg_log(TG_LOG_INFO, "auth", "provider '%s': reloaded, %zu key(s)%s", p->cfg->name,
-               ks ? tg_jwt_keyset_size(ks) : 0, r ? "" : " (unchanged)");
-        tg_jwt_keyset_unref(ks);
-    }
-    atomic_fetch_add(&a->generation, 1);
-    /* log rotation: the new file takes the old descriptor's number, so writers never see a
-     * closed descriptor */
-    if (a->audit_fd >= 0 && strcmp(a->cfg->audit_log, "-") != 0) {
-        int fd = open_audit(a->cfg->audit_log);
-        if (fd < 0 || dup2(fd, a->audit_fd) < 0)
-            tg_log(TG_LOG_WARN, "auth", "audit_log %s: %s; still writing the old file",
-                   a->cfg->audit_log, strerror(errno));
-        if (fd >= 0)
-            close(fd);
-    }
-    return rv;
 }
 
 /* ---- the worker's cache of verified tokens: SHA-256 of the token -> identity ---- */
@@ -411,7 +383,7 @@ static const struct tg_identity *identity_from(struct tg_stream *st, const struc
         roles[i] = tg_arena_strndup(&st->arena, e->roles[i], strlen(e->roles[i]));
     id->roles = roles;
     id->n_roles = e->n_roles;
-    size_t nf = e->prov != NULL ? st->w->gw->auth->cfg->n_forward : 0;
+    size_t nf = e->prov != NULL ? st->gen->auth->cfg->n_forward : 0;
     const char **fw = tg_arena_alloc(&st->arena, (nf + 1) * sizeof(char *), _Alignof(char *));
     for (size_t i = 0; i < nf; i++)
         fw[i] = e->forward[i] ? tg_arena_strndup(&st->arena, e->forward[i], strlen(e->forward[i]))
@@ -479,7 +451,7 @@ static struct cached *verify(struct tg_auth *a, struct tg_auth_cache *c, const u
 
 int tg_auth_authenticate(struct tg_stream *st)
 {
-    struct tg_auth *a = st->w->gw->auth;
+    struct tg_auth *a = st->gen->auth;
     const char *tok = NULL, *why = NULL;
     size_t len = 0;
     uint8_t hash[32] = {0};
@@ -605,7 +577,7 @@ static int rule_allows(const struct tg_rbac_rule_cfg *r, const struct tg_identit
 
 int tg_auth_authorize(struct tg_stream *st, const struct tg_auth_target *t)
 {
-    struct tg_auth *a = st->w->gw->auth;
+    struct tg_auth *a = st->gen->auth;
     const struct tg_identity *id = st->identity;
 
     if (a == NULL || id == NULL)
@@ -648,7 +620,7 @@ int tg_auth_authorize(struct tg_stream *st, const struct tg_auth_target *t)
 
 size_t tg_auth_forward_md(struct tg_stream *st, struct tg_md *out, size_t cap)
 {
-    const struct tg_auth *a = st->w->gw->auth;
+    const struct tg_auth *a = st->gen->auth;
     const struct tg_identity *id = st->identity;
     size_t n = 0;
     if (a == NULL || id == NULL || id->anonymous || id->forward == NULL)
@@ -680,7 +652,7 @@ static int grpc_status_of(const struct tg_stream *st)
 
 void tg_auth_audit(struct tg_stream *st, int client_gone)
 {
-    struct tg_auth *a = st->w->gw->auth;
+    struct tg_auth *a = st->gen->auth;
     const struct tg_audit *au = st->audit;
     const struct tg_identity *id = st->identity;
     int grpc = tg_stream_is_grpc(st) && st->http2;

@@ -342,13 +342,14 @@ void tg_conn_accept(struct tg_worker *w, struct tg_listener *l, int fd, const ch
     c->w = w;
     c->id = ++w->next_conn_id;
     c->fd = fd;
-    c->listener = l;
+    c->admin = l->admin;
+    c->max_output = w->limits->max_output_bytes;
     c->accepted_ms = c->last_active_ms = tg_worker_now(w);
     snprintf(c->peer, sizeof(c->peer), "%s", peer);
     tg_buf_init(&c->in, 64 * 1024);
     /* the soft limit is max_output_bytes (produce stops there); the hard cap leaves room for
      * the frame or chunk that crosses it */
-    tg_buf_init(&c->out, (size_t)w->limits->max_output_bytes + 256 * 1024);
+    tg_buf_init(&c->out, (size_t)c->max_output + 256 * 1024);
     c->next = w->conns;
     if (w->conns)
         w->conns->prev = c;
@@ -356,8 +357,7 @@ void tg_conn_accept(struct tg_worker *w, struct tg_listener *l, int fd, const ch
     w->n_conns++;
     uv_poll_init(&w->loop, &c->poll, fd);
     c->poll.data = c;
-    if (l->ssl_ctx != NULL) {
-        c->ssl = SSL_new(l->ssl_ctx);
+    if ((c->ssl = tg_listener_ssl_new(l)) != NULL) {
         SSL_set_fd(c->ssl, fd);
         SSL_set_accept_state(c->ssl);
         SSL_set_mode(c->ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);

@@ -70,7 +70,7 @@ static void on_done(struct tg_upstream_call *call, void *user)
         }
         if (next == d->n_cands && r->transport_failure && d->attempts == 1 && pool->n_replicas > 1)
             next = d->at;
-        if (next < d->n_cands && tg_pools_budget_take(d->w->gw->pools)) {
+        if (next < d->n_cands && tg_pools_budget_take(pool->set)) {
             tg_log(TG_LOG_DEBUG, "dispatch", "retrying on pool %s after %s from pool %s",
                    d->cands[next]->cfg->name, busy ? "a full queue" : "no answer", pool->cfg->name);
             d->at = next;
@@ -95,7 +95,7 @@ int tg_dispatch_start(struct tg_dispatch *d, struct tg_worker *w, const struct t
                       int64_t batch, const struct tg_upstream_req *req, struct tg_arena *arena,
                       tg_upstream_done_cb *done, void *user, char *why, size_t whylen)
 {
-    struct tg_pools *pools = w->gw->pools;
+    struct tg_pools *pools = req->pool->set; /* the generation the route came from */
     uint64_t now = tg_worker_now(w);
 
     memset(d, 0, sizeof(*d));

@@ -40,7 +40,7 @@ struct proxy {
 
 static uint64_t message_limit(struct tg_stream *st)
 {
-    return st->w->limits->max_message_bytes + 5; /* one message and its prefix */
+    return st->limits->max_message_bytes + 5; /* one message and its prefix */
 }
 
 static void on_upstream_done(struct tg_upstream_call *call, void *user)
@@ -122,7 +122,7 @@ out:
  * the route's maximum, else the route's default. */
 static uint64_t deadline_for(struct tg_stream *st, const struct tg_route_cfg *route, int *bad)
 {
-    const struct tg_limits *lim = st->w->limits;
+    const struct tg_limits *lim = st->limits;
     uint64_t max = route->max_timeout_ms ? route->max_timeout_ms : lim->max_deadline_ms;
     uint64_t ms = route->timeout_ms ? route->timeout_ms : lim->default_deadline_ms;
     const struct tg_header *h = tg_stream_header(st, "grpc-timeout");
@@ -200,8 +200,8 @@ static void on_request(struct tg_stream *st)
     }
     const struct tg_header *enc = tg_stream_header(st, "grpc-encoding");
     rv = tg_grpc_unframe(tg_buf_data(&st->body), tg_buf_size(&st->body),
-                         st->w->limits->max_message_bytes, enc ? enc->value : NULL, &st->arena,
-                         &msg, &msg_len, &why);
+                         st->limits->max_message_bytes, enc ? enc->value : NULL, &st->arena, &msg,
+                         &msg_len, &why);
     if (rv != 0) {
         char text[200];
         snprintf(text, sizeof(text), "tfgate: %s", why);
@@ -221,7 +221,7 @@ static void on_request(struct tg_stream *st)
     struct tg_route_query q = {spec.name,  spec.has_version, spec.version,
                                spec.label, spec.signature,   tg_stream_header_value,
                                st};
-    px->pool = tg_pools_match(st->w->gw->pools, &q, &route);
+    px->pool = tg_pools_match(st->gen->pools, &q, &route);
     if (px->pool == NULL) {
         char text[300];
         snprintf(text, sizeof(text), "tfgate: no route for model '%.200s'", spec.name);
@@ -269,7 +269,7 @@ static void forward(struct tg_stream *st)
     /* metadata, forwarded in wire form: the client's headers minus hop-by-hop, host,
      * authorization and gRPC's own; plus x-request-id */
     px->request_id = tg_stream_request_id(st, &px->request_id_len);
-    size_t n_fw = st->w->gw->config->auth.n_forward;
+    size_t n_fw = st->gen->config->auth.n_forward;
     struct tg_md *md = tg_arena_alloc(&st->arena, (st->n_headers + n_fw + 2) * sizeof(*md),
                                       _Alignof(struct tg_md));
     size_t n_md = 0;
@@ -277,7 +277,7 @@ static void forward(struct tg_stream *st)
     for (size_t i = 0; i < st->n_headers; i++) {
         const struct tg_header *h = &st->headers[i];
         if (!tg_grpc_header_forwardable(h->name, h->name_len, h->value, h->value_len) ||
-            tg_auth_is_forwarded(st->w->gw->auth, h->name) || strcmp(h->name, "traceparent") == 0)
+            tg_auth_is_forwarded(st->gen->auth, h->name) || strcmp(h->name, "traceparent") == 0)
             continue; /* the gateway's claim headers and trace context are its own */
         md[n_md] = (struct tg_md){h->name, h->name_len, h->value, h->value_len};
         if (strcmp(h->name, "x-request-id") == 0) {

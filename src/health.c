@@ -33,8 +33,12 @@ struct probe {
 
 struct prober {
     struct tg_worker *w;
+    struct tg_wgen *wg; /* used (tg_worker_use) until the prober is freed */
+    struct tg_pools *pools;
     uv_timer_t timer;
     int stopping;
+    int timer_closed;
+    size_t inflight;
     uint64_t *next_ms; /* per pool */
     uint8_t **busy;    /* per pool: replicas x models */
 };
@@ -53,6 +57,24 @@ static void set_health(struct tg_pool *pool, struct tg_replica *rep, int mi, int
                "pool %s replica %s: model %s %s%s%s", pool->cfg->name, rep->target,
                pool->cfg->health_models[mi], state == TG_HEALTH_SERVING ? "serving" : "not serving",
                why ? ": " : "", why ? why : "");
+}
+
+static void prober_free(struct prober *pr)
+{
+    for (size_t i = 0; i < pr->pools->n_pools; i++)
+        free(pr->busy[i]);
+    free(pr->busy);
+    free(pr->next_ms);
+    struct tg_worker *w = pr->w;
+    struct tg_wgen *wg = pr->wg;
+    free(pr);
+    tg_worker_release(w, wg);
+}
+
+static void maybe_free(struct prober *pr)
+{
+    if (pr->stopping && pr->timer_closed && pr->inflight == 0)
+        prober_free(pr);
 }
 
 static void on_probe_done(struct tg_upstream_call *call, void *user)
@@ -88,11 +110,15 @@ static void on_probe_done(struct tg_upstream_call *call, void *user)
         snprintf(why, sizeof(why), "%s%.*s", r->transport_failure ? "no answer: " : "",
                  (int)(r->message_len > 120 ? 120 : r->message_len), r->message);
     }
-    set_health(p->pool, p->rep, p->mi, n > 0 ? TG_HEALTH_SERVING : TG_HEALTH_NOT_SERVING, versions,
-               n, n > 0 ? NULL : why);
+    struct prober *pr = p->pr;
+    if (!pr->stopping || r->status != GRPC_STATUS_CANCELLED)
+        set_health(p->pool, p->rep, p->mi, n > 0 ? TG_HEALTH_SERVING : TG_HEALTH_NOT_SERVING,
+                   versions, n, n > 0 ? NULL : why);
     *p->busy = 0;
     tg_arena_dispose(&p->arena);
     free(p);
+    pr->inflight--;
+    maybe_free(pr);
 }
 
 static void probe(struct prober *pr, struct tg_pool *pool, size_t ri, int mi, uint8_t *busy)
@@ -105,6 +131,7 @@ static void probe(struct prober *pr, struct tg_pool *pool, size_t ri, int mi, ui
     p->mi = mi;
     p->busy = busy;
     *busy = 1;
+    pr->inflight++;
 
     Tensorflow__Serving__GetModelStatusRequest req =
         TENSORFLOW__SERVING__GET_MODEL_STATUS_REQUEST__INIT;
@@ -128,7 +155,7 @@ static void probe(struct prober *pr, struct tg_pool *pool, size_t ri, int mi, ui
 static void on_tick(uv_timer_t *t)
 {
     struct prober *pr = t->data;
-    struct tg_pools *pools = pr->w->gw->pools;
+    struct tg_pools *pools = pr->pools;
     uint64_t now = tg_worker_now(pr->w);
     if (pr->stopping)
         return;
@@ -148,12 +175,10 @@ static void on_tick(uv_timer_t *t)
     }
 }
 
-void tg_health_start(struct tg_worker *w)
+struct prober *tg_health_start(struct tg_worker *w, struct tg_wgen *wg)
 {
-    struct tg_pools *pools = w->gw->pools;
+    struct tg_pools *pools = wg->gen->pools;
     uint64_t tick = 0;
-    if (w->id != 0)
-        return;
     for (size_t i = 0; i < pools->n_pools; i++) {
         const struct tg_pool_cfg *pc = pools->pools[i].cfg;
         if (pc->health_interval_ms != 0 && pc->n_health_models != 0 &&
@@ -161,9 +186,12 @@ void tg_health_start(struct tg_worker *w)
             tick = pc->health_interval_ms;
     }
     if (tick == 0)
-        return;
+        return NULL;
     struct prober *pr = tg_xcalloc(1, sizeof(*pr));
     pr->w = w;
+    pr->pools = pools;
+    pr->wg = wg;
+    wg->users++; /* the prober's calls use the generation's pools */
     pr->next_ms = tg_xcalloc(pools->n_pools, sizeof(uint64_t));
     pr->busy = tg_xcalloc(pools->n_pools, sizeof(uint8_t *));
     for (size_t i = 0; i < pools->n_pools; i++)
@@ -173,29 +201,23 @@ void tg_health_start(struct tg_worker *w)
     pr->timer.data = pr;
     /* a quarter of the shortest interval: each pool keeps its own */
     uv_timer_start(&pr->timer, on_tick, 0, tick / 4 ? tick / 4 : 1);
-    w->prober = pr;
+    return pr;
 }
 
-void tg_health_stop(struct tg_worker *w)
+static void on_timer_closed(uv_handle_t *h)
 {
-    struct prober *pr = w->prober;
-    if (pr == NULL)
+    struct prober *pr = h->data;
+    pr->timer_closed = 1;
+    maybe_free(pr);
+}
+
+void tg_health_stop(struct prober *pr)
+{
+    if (pr == NULL || pr->stopping)
         return;
     pr->stopping = 1;
     uv_timer_stop(&pr->timer);
-}
-
-void tg_health_free(struct tg_worker *w)
-{
-    struct prober *pr = w->prober;
-    if (pr == NULL)
-        return;
-    for (size_t i = 0; i < w->gw->pools->n_pools; i++)
-        free(pr->busy[i]);
-    free(pr->busy);
-    free(pr->next_ms);
-    free(pr);
-    w->prober = NULL;
+    uv_close((uv_handle_t *)&pr->timer, on_timer_closed);
 }
 
 /* ---- grpc.health.v1.Health ---- */
@@ -213,8 +235,9 @@ int tg_health_path(const char *path, size_t len)
 
 /* SERVING, NOT_SERVING, or -1 when no probe covers the model. A replica counts when a probe
  * found it serving (not merely "not probed yet") and it is not ejected. */
-static int model_status(struct tg_worker *w, const char *service)
+static int model_status(struct tg_stream *st, const char *service)
 {
+    struct tg_worker *w = st->w;
     char model[256];
     const char *colon = strrchr(service, ':');
     size_t mlen = colon ? (size_t)(colon - service) : strlen(service);
@@ -229,7 +252,7 @@ static int model_status(struct tg_worker *w, const char *service)
         version = strtoll(colon + 1, NULL, 10);
     }
     const struct tg_route_cfg *route;
-    struct tg_pools *pools = w->gw->pools;
+    struct tg_pools *pools = st->gen->pools;
     struct tg_pool *cands[2 + 8];
     size_t n = 0;
     struct tg_pool *primary = tg_pools_route(pools, model, &route);
@@ -302,7 +325,7 @@ static void on_request(struct tg_stream *st)
         }
         pos += n;
     }
-    int status = service[0] == '\0' ? SERVING : model_status(st->w, service);
+    int status = service[0] == '\0' ? SERVING : model_status(st, service);
     if (status < 0) {
         tg_stream_respond_grpc_status(st, GRPC_STATUS_NOT_FOUND, "unknown service");
         return;

@@ -243,7 +243,7 @@ static int h1_on_data(struct tg_conn *c, const uint8_t *data, size_t len)
          * the read already in hand. */
         if (tg_buf_append(&h1->pending, data, len) != 0)
             return -1;
-        if (tg_buf_size(&h1->pending) > c->w->limits->max_output_bytes)
+        if (tg_buf_size(&h1->pending) > c->max_output)
             c->read_paused = 1;
         return 0;
     }
@@ -256,7 +256,7 @@ static int h1_on_data(struct tg_conn *c, const uint8_t *data, size_t len)
     if (err == HPE_PAUSED) {
         if (n < len && tg_buf_append(&h1->pending, data + n, len - n) != 0)
             return -1;
-        if (tg_buf_size(&h1->pending) > c->w->limits->max_output_bytes)
+        if (tg_buf_size(&h1->pending) > c->max_output)
             c->read_paused = 1;
         return 0;
     }
@@ -316,9 +316,8 @@ static int h1_produce(struct tg_conn *c)
             st->resp_body_off = st->resp_body_len;
     }
     /* the body goes out in pieces no larger than the output limit allows */
-    while (st->resp_body_off < st->resp_body_len &&
-           tg_buf_size(&c->out) < c->w->limits->max_output_bytes) {
-        size_t room = c->w->limits->max_output_bytes - tg_buf_size(&c->out);
+    while (st->resp_body_off < st->resp_body_len && tg_buf_size(&c->out) < c->max_output) {
+        size_t room = c->max_output - tg_buf_size(&c->out);
         size_t n = st->resp_body_len - st->resp_body_off;
         if (n > room)
             n = room;
@@ -437,6 +436,6 @@ void *tg_h1_new(struct tg_conn *c)
     tg_buf_init(&h1->value, lim->max_header_bytes);
     tg_buf_init(&h1->url, lim->max_header_bytes);
     /* a pipelining client may queue about this much while a response is pending */
-    tg_buf_init(&h1->pending, 2 * (size_t)lim->max_output_bytes + 65536);
+    tg_buf_init(&h1->pending, 2 * (size_t)c->max_output + 65536);
     return h1;
 }

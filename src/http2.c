@@ -202,7 +202,7 @@ static int h2_produce(struct tg_conn *c)
 {
     struct tg_h2 *h2 = c->proto;
     /* stop at the soft limit; the buffer's hard cap leaves room for the frame that crosses it */
-    while (tg_buf_size(&c->out) < c->w->limits->max_output_bytes) {
+    while (tg_buf_size(&c->out) < c->max_output) {
         const uint8_t *data;
         ssize_t n = nghttp2_session_mem_send(h2->session, &data);
         if (n < 0) {

@@ -115,7 +115,8 @@ out:
     return rv;
 }
 
-struct tg_jwks *tg_jwks_new(const struct tg_auth_provider_cfg *pc, char *err, size_t errlen)
+struct tg_jwks *tg_jwks_new(const struct tg_auth_provider_cfg *pc, struct tg_jwks *prev, char *err,
+                            size_t errlen)
 {
     struct tg_jwks *j = tg_xcalloc(1, sizeof(*j));
     j->pc = pc;
@@ -130,6 +131,22 @@ struct tg_jwks *tg_jwks_new(const struct tg_auth_provider_cfg *pc, char *err, si
     if (rebuild(j, j->file_text, j->file_len, NULL, 0, err, errlen) < 0) {
         tg_jwks_free(j);
         return NULL;
+    }
+    /* a reload: the URI's last good set, so requests need not wait for the next fetch */
+    if (prev != NULL && pc->jwks_uri != NULL && prev->pc->jwks_uri != NULL &&
+        strcmp(pc->jwks_uri, prev->pc->jwks_uri) == 0) {
+        pthread_mutex_lock(&prev->mu);
+        char *uri = prev->uri_text ? tg_xstrndup(prev->uri_text, prev->uri_len) : NULL;
+        size_t uri_len = prev->uri_len;
+        pthread_mutex_unlock(&prev->mu);
+        char ignored[256];
+        if (uri != NULL &&
+            rebuild(j, j->file_text, j->file_len, uri, uri_len, ignored, sizeof(ignored)) >= 0) {
+            j->uri_text = uri; /* no fetcher runs yet */
+            j->uri_len = uri_len;
+            uri = NULL;
+        }
+        free(uri);
     }
     return j;
 }
@@ -154,35 +171,6 @@ struct tg_jwt_keyset *tg_jwks_get(struct tg_jwks *j)
         tg_jwt_keyset_ref(ks);
     pthread_mutex_unlock(&j->mu);
     return ks;
-}
-
-int tg_jwks_reload(struct tg_jwks *j, char *err, size_t errlen)
-{
-    const struct tg_auth_provider_cfg *pc = j->pc;
-    size_t len = 0;
-    char *file = NULL;
-    if (pc->jwks_file != NULL &&
-        (file = tg_read_file(pc->jwks_file, MAX_SET_BYTES, &len)) == NULL) {
-        snprintf(err, errlen, "provider '%s': cannot read %s (missing, or over 1 MiB)", pc->name,
-                 pc->jwks_file);
-        return -1;
-    }
-    pthread_mutex_lock(&j->mu);
-    char *uri = j->uri_text ? tg_xstrndup(j->uri_text, j->uri_len) : NULL;
-    size_t uri_len = j->uri_len;
-    pthread_mutex_unlock(&j->mu);
-    int rv = rebuild(j, file, len, uri, uri_len, err, errlen);
-    if (rv >= 0 && file != NULL) {
-        pthread_mutex_lock(&j->mu);
-        free(j->file_text);
-        j->file_text = file;
-        j->file_len = len;
-        file = NULL;
-        pthread_mutex_unlock(&j->mu);
-    }
-    free(file);
-    free(uri);
-    return rv;
 }
 
 void tg_jwks_want_refresh(struct tg_jwks *j)

@@ -11,7 +11,7 @@
 
 #include "tfgate/log.h"
 
-int tg_log_level = TG_LOG_INFO;
+atomic_int tg_log_level = TG_LOG_INFO;
 
 static const char *const names[] = {"error", "warn", "info", "debug"};
 

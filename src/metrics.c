@@ -61,10 +61,9 @@ void tg_metrics_event(enum tg_metric_event ev)
     atomic_fetch_add_explicit(&events[ev], 1, memory_order_relaxed);
 }
 
-void tg_metrics_shard_new(struct tg_worker *w)
+void tg_metrics_shard_new(struct tg_worker *w, const struct tg_config *c)
 {
     struct tg_metrics_shard *s = tg_xcalloc(1, sizeof(*s));
-    const struct tg_config *c = w->gw->config;
     /* models routed by name are labels from the start */
     for (size_t i = 0; i < c->n_routes && s->n_models < TG_METRICS_MAX_MODELS + 64; i++) {
         if (strpbrk(c->routes[i].model, "*?[") == NULL)
@@ -396,9 +395,9 @@ static void render_events(struct out *o)
         (unsigned long long)atomic_load(&events[TG_EV_RELOAD_FAILED]));
 }
 
-static void render_pools(struct tg_worker *w, struct out *o)
+static void render_pools(struct tg_worker *w, struct tg_gen *gen, struct out *o)
 {
-    struct tg_pools *pools = w->gw->pools;
+    struct tg_pools *pools = gen->pools;
     uint64_t now = tg_worker_now(w);
     char e1[512], e2[512], e3[512];
     static const char *const fam[][2] = {
@@ -444,12 +443,13 @@ static void render_pools(struct tg_worker *w, struct out *o)
     }
 }
 
-char *tg_metrics_render(struct tg_worker *w, struct tg_arena *arena, size_t *len)
+char *tg_metrics_render(struct tg_worker *w, struct tg_gen *gen, struct tg_arena *arena,
+                        size_t *len)
 {
     struct out o = {tg_xmalloc(16384), 0, 16384};
     render_requests(w, &o);
     render_events(&o);
-    render_pools(w, &o);
+    render_pools(w, gen, &o);
     char *text = tg_arena_alloc(arena, o.n + 1, 1);
     memcpy(text, o.p, o.n);
     text[o.n] = '\0';
@@ -458,10 +458,10 @@ char *tg_metrics_render(struct tg_worker *w, struct tg_arena *arena, size_t *len
     return text;
 }
 
-int tg_metrics_ready(struct tg_worker *w, char *why, size_t whylen)
+int tg_metrics_ready(struct tg_worker *w, struct tg_gen *gen, char *why, size_t whylen)
 {
-    struct tg_pools *pools = w->gw->pools;
-    const struct tg_config *c = w->gw->config;
+    struct tg_pools *pools = gen->pools;
+    const struct tg_config *c = gen->config;
     uint64_t now = tg_worker_now(w);
     for (size_t i = 0; i < c->n_routes; i++) {
         struct tg_pool *p = tg_pools_find(pools, c->routes[i].pool);

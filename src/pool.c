@@ -117,18 +117,60 @@ static grpc_channel *make_channel(const struct tg_pool_cfg *p, const struct tg_c
     return grpc_channel_create(target, creds, &ca);
 }
 
-struct tg_pools *tg_pools_new(struct tg_config *config, char *err, size_t errlen)
+/* A reload: |pool| starts from what |prev| knew about the same pool and targets. */
+static void carry_over(struct tg_pool *pool, const struct tg_pools *prev)
+{
+    const struct tg_pool *old = NULL;
+    for (size_t i = 0; prev != NULL && i < prev->n_pools && old == NULL; i++) {
+        if (strcmp(prev->pools[i].cfg->name, pool->cfg->name) == 0)
+            old = &prev->pools[i];
+    }
+    if (old == NULL)
+        return;
+    atomic_store(&pool->ewma_bits, atomic_load(&old->ewma_bits));
+    atomic_store(&pool->ewma_at_ms, atomic_load(&old->ewma_at_ms));
+    atomic_store(&pool->saturated, atomic_load(&old->saturated));
+    for (size_t r = 0; r < pool->n_replicas; r++) {
+        struct tg_replica *rep = &pool->replicas[r];
+        for (size_t o = 0; o < old->n_replicas; o++) {
+            const struct tg_replica *orep = &old->replicas[o];
+            if (strcmp(orep->target, rep->target) != 0)
+                continue;
+            atomic_store(&rep->calls, atomic_load(&orep->calls));
+            atomic_store(&rep->failures_in_row, atomic_load(&orep->failures_in_row));
+            atomic_store(&rep->ejected_until_ms, atomic_load(&orep->ejected_until_ms));
+            for (size_t m = 0; m < pool->cfg->n_health_models; m++) {
+                int om = tg_pool_model_index(old, pool->cfg->health_models[m]);
+                if (om < 0)
+                    continue;
+                const struct tg_model_health *oh = &orep->health[om];
+                struct tg_model_health *h = &rep->health[m];
+                int n = atomic_load(&oh->n_versions);
+                for (int v = 0; v < n && v < TG_HEALTH_MAX_VERSIONS; v++)
+                    atomic_store(&h->versions[v], atomic_load(&oh->versions[v]));
+                atomic_store(&h->n_versions, n);
+                atomic_store(&h->state, atomic_load(&oh->state));
+            }
+            break;
+        }
+    }
+}
+
+struct tg_pools *tg_pools_new(struct tg_config *config, const struct tg_pools *prev, char *err,
+                              size_t errlen)
 {
     struct tg_pools *pools = tg_xcalloc(1, sizeof(*pools));
 
     tg_config_ref(config);
     pools->config = config;
     pools->pools = tg_xcalloc(config->n_pools, sizeof(*pools->pools));
-    atomic_init(&pools->retry_milli, (long long)config->limits.retry_min * 1000);
+    atomic_init(&pools->retry_milli, prev != NULL ? atomic_load(&prev->retry_milli)
+                                                  : (long long)config->limits.retry_min * 1000);
     for (size_t i = 0; i < config->n_pools; i++) {
         const struct tg_pool_cfg *pc = &config->pools[i];
         struct tg_pool *pool = &pools->pools[pools->n_pools++];
         pool->cfg = pc;
+        pool->set = pools;
         pool->replicas = tg_xcalloc(pc->n_targets, sizeof(*pool->replicas));
         for (size_t r = 0; r < pc->n_targets; r++)
             pool->replicas[r].health =
@@ -137,6 +179,7 @@ struct tg_pools *tg_pools_new(struct tg_config *config, char *err, size_t errlen
             /* native: each worker opens its own connections (upstream_h2.c) */
             for (size_t r = 0; r < pc->n_targets; r++)
                 pool->replicas[pool->n_replicas++].target = tg_xstrdup(pc->targets[r]);
+            carry_over(pool, prev);
             tg_log(TG_LOG_INFO, "pool",
                    "pool %s (device %s, native): %zu replica(s), %u connection(s) each", pc->name,
                    pc->device, pc->n_targets, pc->channels);
@@ -161,6 +204,7 @@ struct tg_pools *tg_pools_new(struct tg_config *config, char *err, size_t errlen
             }
         }
         grpc_channel_credentials_release(creds);
+        carry_over(pool, prev);
         tg_log(TG_LOG_INFO, "pool",
                "pool %s (device %s, grpc-core): %zu replica(s), %u channel(s) each", pc->name,
                pc->device, pc->n_targets, pc->channels);

@@ -277,6 +277,10 @@ struct op;
 
 struct rl_redis {
     struct tg_worker *w;
+    char *host; /* where it connects (a reload naming another server replaces it) */
+    int port;
+    int fail_closed;
+    int closing;           /* timers still closing after stop; the last frees it */
     redisAsyncContext *ac; /* NULL while disconnected */
     int connected;
     int stopping;
@@ -318,10 +322,8 @@ static void outage(struct rl_redis *r, const char *why)
     if (r->down)
         return;
     r->down = 1;
-    tg_log(TG_LOG_WARN, "ratelimit", "worker %d: Redis %s:%d %s; %s", r->w->id,
-           r->w->gw->config->ratelimit.redis_host, r->w->gw->config->ratelimit.redis_port, why,
-           r->w->gw->config->ratelimit.redis_fail_closed ? "refusing limited requests (503)"
-                                                         : "local limits apply");
+    tg_log(TG_LOG_WARN, "ratelimit", "worker %d: Redis %s:%d %s; %s", r->w->id, r->host, r->port,
+           why, r->fail_closed ? "refusing limited requests (503)" : "local limits apply");
 }
 
 /* Redis did not decide: local buckets, or a refusal when configured to fail closed. Then the
@@ -330,7 +332,7 @@ static void fall_back(struct op *op)
 {
     tg_metrics_event(TG_EV_RATELIMIT_REDIS_DOWN);
     struct tg_stream *st = op->st;
-    const struct tg_ratelimit_cfg *cfg = &st->w->gw->config->ratelimit;
+    const struct tg_ratelimit_cfg *cfg = &st->gen->config->ratelimit;
     if (st->conn != NULL) {
         if (cfg->redis_fail_closed) {
             if (st->audit != NULL) {
@@ -338,7 +340,7 @@ static void fall_back(struct op *op)
                 st->audit->reason = "rate limiter unavailable";
             }
             tg_stream_respond_error(st, TG_EUNAVAILABLE, "tfgate: rate limiter unavailable");
-        } else if (decide_locally(st->w->gw->ratelimit, st, op->model, &op->l) == 0) {
+        } else if (decide_locally(st->gen->ratelimit, st, op->model, &op->l) == 0) {
             op->resume(st);
         }
     }
@@ -465,8 +467,7 @@ static void on_connect_timeout(uv_timer_t *t)
 
 static void connect_redis(struct rl_redis *r)
 {
-    const struct tg_ratelimit_cfg *cfg = &r->w->gw->config->ratelimit;
-    redisAsyncContext *ac = redisAsyncConnect(cfg->redis_host, cfg->redis_port);
+    redisAsyncContext *ac = redisAsyncConnect(r->host, r->port);
     if (ac == NULL || ac->err) {
         if (ac != NULL)
             redisAsyncFree(ac);
@@ -484,12 +485,26 @@ static void connect_redis(struct rl_redis *r)
     uv_timer_start(&r->connect_timeout, on_connect_timeout, CONNECT_TIMEOUT_MS, 0);
 }
 
-void tg_ratelimit_worker_start(struct tg_worker *w)
+void tg_ratelimit_worker_update(struct tg_worker *w)
 {
-    if (w->gw->ratelimit == NULL || w->gw->config->ratelimit.redis_host == NULL)
+    const struct tg_gen *g = w->cur->gen;
+    const struct tg_ratelimit_cfg *cfg = &g->config->ratelimit;
+    int want = g->ratelimit != NULL && cfg->redis_host != NULL;
+    struct rl_redis *r = w->rl_redis;
+    if (r != NULL) {
+        if (want && strcmp(r->host, cfg->redis_host) == 0 && r->port == cfg->redis_port) {
+            r->fail_closed = cfg->redis_fail_closed; /* the same server: keep the connection */
+            return;
+        }
+        tg_ratelimit_worker_stop(w);
+    }
+    if (!want)
         return;
-    struct rl_redis *r = tg_xcalloc(1, sizeof(*r));
+    r = tg_xcalloc(1, sizeof(*r));
     r->w = w;
+    r->host = tg_xstrdup(cfg->redis_host);
+    r->port = cfg->redis_port;
+    r->fail_closed = cfg->redis_fail_closed;
     uv_timer_init(&w->loop, &r->reconnect);
     r->reconnect.data = r;
     uv_timer_init(&w->loop, &r->poll);
@@ -500,30 +515,37 @@ void tg_ratelimit_worker_start(struct tg_worker *w)
     connect_redis(r);
 }
 
+static void on_timer_closed(uv_handle_t *h)
+{
+    struct rl_redis *r = h->data;
+    if (--r->closing == 0) {
+        free(r->host);
+        free(r);
+    }
+}
+
 void tg_ratelimit_worker_stop(struct tg_worker *w)
 {
     struct rl_redis *r = w->rl_redis;
-    if (r == NULL || r->stopping)
+    if (r == NULL)
         return;
-    r->stopping = 1;
-    uv_timer_stop(&r->reconnect);
-    uv_timer_stop(&r->poll);
-    uv_timer_stop(&r->connect_timeout);
-    if (r->ac != NULL)
-        redisAsyncFree(r->ac); /* pending callbacks run with no reply; the adapter closes */
-    r->ac = NULL;
-}
-
-void tg_ratelimit_worker_free(struct tg_worker *w)
-{
-    free(w->rl_redis); /* its timers were closed with the loop's other handles */
     w->rl_redis = NULL;
+    r->stopping = 1;
+    if (r->ac != NULL)
+        redisAsyncFree(r->ac); /* pending callbacks run now with no reply; the adapter closes */
+    r->ac = NULL;
+    uv_timer_t *timers[] = {&r->reconnect, &r->poll, &r->connect_timeout};
+    for (size_t i = 0; i < TG_ARRAY_SIZE(timers); i++) {
+        uv_timer_stop(timers[i]);
+        r->closing++;
+        uv_close((uv_handle_t *)timers[i], on_timer_closed);
+    }
 }
 
 int tg_ratelimit_check(struct tg_stream *st, const char *model,
                        void (*resume)(struct tg_stream *st))
 {
-    struct tg_ratelimit *rl = st->w->gw->ratelimit;
+    struct tg_ratelimit *rl = st->gen->ratelimit;
     struct limits l;
     if (rl == NULL)
         return 0;

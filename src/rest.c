@@ -86,7 +86,7 @@ struct rest {
 
 static uint64_t body_limit(struct tg_stream *st)
 {
-    return st->w->limits->max_body_bytes;
+    return st->limits->max_body_bytes;
 }
 
 /* ---- answering ---- */
@@ -345,7 +345,7 @@ static void call_backend(struct tg_stream *st, struct rest *r, enum tg_grpc_meth
     uint8_t *buf = tg_arena_alloc(&st->arena, len + 1, 8);
     protobuf_c_message_pack(msg, buf);
     /* metadata: the request id, the trace context, and the caller's forwarded claims */
-    size_t n_fw = st->w->gw->config->auth.n_forward, n_md = 2;
+    size_t n_fw = st->gen->config->auth.n_forward, n_md = 2;
     struct tg_md *md = tg_arena_alloc(&st->arena, (n_fw + 2) * sizeof(*md), _Alignof(struct tg_md));
     md[0].name = "x-request-id";
     md[0].name_len = 12;
@@ -362,8 +362,7 @@ static void call_backend(struct tg_stream *st, struct rest *r, enum tg_grpc_meth
         .n_md = n_md,
         .message = buf,
         .message_len = len,
-        .timeout_ms =
-            r->route->timeout_ms ? r->route->timeout_ms : st->w->limits->default_deadline_ms,
+        .timeout_ms = r->route->timeout_ms ? r->route->timeout_ms : st->limits->default_deadline_ms,
         .model = r->name,
         .has_version = r->has_version,
         .version = r->version,
@@ -441,6 +440,13 @@ void tg_rest_cache_free(struct tg_worker *w)
         entry_free(&c->e[i]);
     free(c);
     w->rest_cache = NULL;
+}
+
+void tg_rest_cache_expire(struct tg_worker *w)
+{
+    struct tg_rest_cache *c = w->rest_cache;
+    for (size_t i = 0; c != NULL && i < c->n; i++)
+        c->e[i].expires_ms = 0;
 }
 
 static struct meta_entry *cache_find(struct tg_worker *w, const char *key)
@@ -947,8 +953,7 @@ static void maybe_gunzip(struct tg_stream *st, const uint8_t **body, size_t *len
         return;
     const uint8_t *out;
     size_t out_len;
-    if (tg_inflate(&st->arena, *body, *len, 1, st->w->limits->max_body_bytes, &out, &out_len) !=
-        0) {
+    if (tg_inflate(&st->arena, *body, *len, 1, st->limits->max_body_bytes, &out, &out_len) != 0) {
         *body = (const uint8_t *)"";
         *len = 0;
         return;
@@ -996,7 +1001,7 @@ static void admit(struct tg_stream *st, struct rest *r)
         const struct tg_route_cfg *route;
         struct tg_route_query q = {r->name,      r->has_version,         r->version, r->label,
                                    r->signature, tg_stream_header_value, st};
-        struct tg_pool *pool = tg_pools_match(st->w->gw->pools, &q, &route);
+        struct tg_pool *pool = tg_pools_match(st->gen->pools, &q, &route);
         if (pool != NULL) {
             r->pool = pool;
             r->route = route;
@@ -1033,7 +1038,7 @@ static void on_request(struct tg_stream *st)
      * admit() */
     struct tg_route_query q = {r->name, r->has_version,         r->version, r->label,
                                NULL,    tg_stream_header_value, st};
-    r->pool = tg_pools_match(st->w->gw->pools, &q, &r->route);
+    r->pool = tg_pools_match(st->gen->pools, &q, &r->route);
     if (r->pool == NULL) {
         char msg[300];
         snprintf(msg, sizeof(msg), "tfgate: no route for model '%.200s'", r->name);

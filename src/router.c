@@ -21,7 +21,7 @@ static const char not_found_page[] = "<HTML><HEAD>\n<TITLE>404 Not Found</TITLE>
 
 static uint64_t small_body(struct tg_stream *st)
 {
-    return st->w->limits->max_body_bytes;
+    return st->limits->max_body_bytes;
 }
 
 static void not_found(struct tg_stream *st)
@@ -43,7 +43,7 @@ static const struct tg_handler grpc_h1_handler = {"grpc-over-h1", small_body, gr
 
 const struct tg_handler *tg_router_pick(struct tg_stream *st)
 {
-    if (st->conn->listener->admin)
+    if (st->conn->admin)
         return &tg_admin_handler; /* the admin port serves nothing else */
     if (tg_stream_is_grpc(st)) {
         if (st->http2 && tg_health_path(st->path, st->path_len))

@@ -32,6 +32,9 @@ struct tg_stream *tg_stream_new(struct tg_conn *conn, int32_t id, int http2)
     st->id = id;
     st->http2 = http2;
     st->refs = 1;
+    st->wg = tg_worker_use(conn->w);
+    st->gen = st->wg->gen;
+    st->limits = &st->gen->config->limits;
     st->content_length = -1;
     st->start_ms = tg_worker_now(conn->w);
     tg_arena_init(&st->arena);
@@ -48,9 +51,12 @@ void tg_stream_unref(struct tg_stream *st)
 {
     if (--st->refs > 0)
         return;
+    struct tg_worker *w = st->w;
+    struct tg_wgen *wg = st->wg;
     tg_arena_dispose(&st->arena);
     tg_buf_dispose(&st->body);
     free(st);
+    tg_worker_release(w, wg); /* may free the generation's per-worker state */
 }
 
 static int push_header(struct tg_arena *a, struct tg_header **arr, size_t *n, size_t *cap,
@@ -79,7 +85,7 @@ static int push_header(struct tg_arena *a, struct tg_header **arr, size_t *n, si
 int tg_stream_add_header(struct tg_stream *st, const char *name, size_t nlen, const char *value,
                          size_t vlen)
 {
-    const struct tg_limits *lim = st->w->limits;
+    const struct tg_limits *lim = st->limits;
 
     st->header_bytes += nlen + vlen + 32;
     if (st->error == TG_EHEADERS)

@@ -117,14 +117,17 @@ struct poolconns {
 
 struct h2up {
     struct tg_worker *w;
+    struct tg_pools *set;           /* the generation's pools these connections serve */
+    const struct tg_limits *limits; /* that generation's */
     size_t n_pools;
-    struct poolconns *pools; /* indexed like gw->pools->pools; empty for grpc-core pools */
+    struct poolconns *pools; /* indexed like set->pools; empty for grpc-core pools */
     struct hconn *dirty;
     uv_timer_t deadline_timer;
     uint64_t armed_at;   /* 0 = not armed */
     struct ucall *timed; /* calls with a deadline, for the timer's scan */
     int stopping;
     size_t open_conns;
+    size_t closing; /* handles closing after stop: the last close callback frees it all */
 };
 
 static void conn_connect(struct hconn *c);
@@ -298,8 +301,8 @@ static void finish(struct ucall *u, int connection_failed, const char *why)
         const char *why_not = NULL;
         const uint8_t *msg;
         size_t msg_len;
-        int rv = tg_grpc_unframe(tg_buf_data(&u->body), n, c->up->w->limits->max_message_bytes,
-                                 NULL, a, &msg, &msg_len, &why_not);
+        int rv = tg_grpc_unframe(tg_buf_data(&u->body), n, c->up->limits->max_message_bytes, NULL,
+                                 a, &msg, &msg_len, &why_not);
         if (rv == 0) {
             /* hand the buffer itself to the caller: the arena frees it */
             r->framed = tg_buf_data(&u->body);
@@ -490,7 +493,7 @@ static void conn_flush(struct hconn *c)
         return; /* frames wait in the session until the socket is connected */
     for (int round = 0; round < 64; round++) {
         int produced = 0;
-        while (tg_buf_size(&c->out) < c->up->w->limits->max_output_bytes) {
+        while (tg_buf_size(&c->out) < c->up->limits->max_output_bytes) {
             const uint8_t *data;
             ssize_t n = nghttp2_session_mem_send(c->session, &data);
             if (n < 0) {
@@ -713,7 +716,7 @@ static void conn_fail(struct hconn *c, const char *why)
         c->fd = -1;
     }
     tg_buf_dispose(&c->out);
-    tg_buf_init(&c->out, (size_t)c->up->w->limits->max_output_bytes + 256 * 1024);
+    tg_buf_init(&c->out, (size_t)c->up->limits->max_output_bytes + 256 * 1024);
     if (c->state == H_READY || c->n_calls > 0)
         tg_log(TG_LOG_WARN, "upstream", "pool=%s replica=%s: %s (%zu call(s) failed)",
                c->pool->cfg->name, c->replica->target, why, c->n_calls);
@@ -747,7 +750,7 @@ static struct hconn *pick(struct h2up *up, const struct tg_upstream_req *req)
 {
     struct tg_pool *pool = req->pool;
     int mi = tg_pool_model_index(pool, req->model);
-    size_t pi = (size_t)(pool - up->w->gw->pools->pools);
+    size_t pi = (size_t)(pool - up->set->pools);
     struct poolconns *pc = &up->pools[pi];
     struct hconn *fallback = NULL;
     uint64_t now = uv_now(&up->w->loop);
@@ -778,10 +781,21 @@ static struct hconn *pick(struct h2up *up, const struct tg_upstream_req *req)
     return fallback;
 }
 
+/* The connections for |pool|'s generation: the current one's, or a retired one's while its
+ * streams finish (a retry after a reload stays on the pools it started with). */
+static struct h2up *up_for(struct tg_worker *w, const struct tg_pool *pool)
+{
+    for (struct tg_wgen *wg = w->cur; wg != NULL; wg = wg == w->cur ? w->retired : wg->next) {
+        if (wg->h2up != NULL && wg->h2up->set == pool->set)
+            return wg->h2up;
+    }
+    return NULL;
+}
+
 static void start(struct tg_upstream_call *call, const struct tg_upstream_req *req)
 {
-    struct h2up *up = call->w->h2up;
-    struct hconn *c = pick(up, req);
+    struct h2up *up = up_for(call->w, req->pool);
+    struct hconn *c = up != NULL ? pick(up, req) : NULL;
     struct tg_arena *a = call->arena;
 
     if (c == NULL) {
@@ -798,7 +812,7 @@ static void start(struct tg_upstream_call *call, const struct tg_upstream_req *r
     u->prefix[2] = (uint8_t)(req->message_len >> 16);
     u->prefix[3] = (uint8_t)(req->message_len >> 8);
     u->prefix[4] = (uint8_t)req->message_len;
-    tg_buf_init(&u->body, (size_t)call->w->limits->max_message_bytes + 5);
+    tg_buf_init(&u->body, (size_t)up->limits->max_message_bytes + 5);
 
     char timeout[24];
     int tlen = snprintf(timeout, sizeof(timeout), "%llum", (unsigned long long)req->timeout_ms);
@@ -873,16 +887,17 @@ static int split_target(const char *target, char *host, size_t hlen, char *port,
     return 0;
 }
 
-void tg_upstream_h2_worker_start(struct tg_worker *w)
+struct h2up *tg_upstream_h2_new(struct tg_worker *w, struct tg_gen *gen)
 {
-    struct tg_pools *pools = w->gw->pools;
+    struct tg_pools *pools = gen->pools;
     struct h2up *up = tg_xcalloc(1, sizeof(*up));
     up->w = w;
+    up->set = pools;
+    up->limits = &gen->config->limits;
     up->n_pools = pools->n_pools;
     up->pools = tg_xcalloc(pools->n_pools + 1, sizeof(*up->pools));
     uv_timer_init(&w->loop, &up->deadline_timer);
     up->deadline_timer.data = up;
-    w->h2up = up;
     for (size_t p = 0; p < pools->n_pools; p++) {
         struct tg_pool *pool = &pools->pools[p];
         if (pool->cfg->transport != TG_TRANSPORT_NATIVE)
@@ -903,7 +918,7 @@ void tg_upstream_h2_worker_start(struct tg_worker *w)
                 c->pool = pool;
                 c->replica = &pool->replicas[r];
                 c->fd = -1;
-                tg_buf_init(&c->out, (size_t)w->limits->max_output_bytes + 256 * 1024);
+                tg_buf_init(&c->out, (size_t)up->limits->max_output_bytes + 256 * 1024);
                 uv_timer_init(&w->loop, &c->timer);
                 c->timer.data = c;
                 if (split_target(c->replica->target, c->host, sizeof(c->host), c->port,
@@ -919,11 +934,11 @@ void tg_upstream_h2_worker_start(struct tg_worker *w)
             }
         }
     }
+    return up;
 }
 
-void tg_upstream_h2_flush(struct tg_worker *w)
+void tg_upstream_h2_flush(struct h2up *up)
 {
-    struct h2up *up = w->h2up;
     if (up == NULL)
         return;
     while (up->dirty != NULL) {
@@ -934,37 +949,8 @@ void tg_upstream_h2_flush(struct tg_worker *w)
     }
 }
 
-static void on_closed(uv_handle_t *h)
+static void up_free(struct h2up *up)
 {
-    (void)h;
-}
-
-void tg_upstream_h2_worker_stop(struct tg_worker *w)
-{
-    struct h2up *up = w->h2up;
-    if (up == NULL || up->stopping)
-        return;
-    up->stopping = 1;
-    for (size_t p = 0; p < up->n_pools; p++) {
-        struct poolconns *pc = &up->pools[p];
-        for (size_t r = 0; r < pc->n_replicas; r++) {
-            for (size_t k = 0; k < pc->reps[r].n; k++) {
-                struct hconn *c = pc->reps[r].conns[k];
-                conn_fail(c, "gateway shutting down");
-                uv_timer_stop(&c->timer);
-                uv_close((uv_handle_t *)&c->timer, on_closed);
-            }
-        }
-    }
-    uv_timer_stop(&up->deadline_timer);
-    uv_close((uv_handle_t *)&up->deadline_timer, on_closed);
-}
-
-void tg_upstream_h2_worker_free(struct tg_worker *w)
-{
-    struct h2up *up = w->h2up;
-    if (up == NULL)
-        return;
     for (size_t p = 0; p < up->n_pools; p++) {
         struct poolconns *pc = &up->pools[p];
         for (size_t r = 0; r < pc->n_replicas; r++) {
@@ -978,5 +964,36 @@ void tg_upstream_h2_worker_free(struct tg_worker *w)
     }
     free(up->pools);
     free(up);
-    w->h2up = NULL;
+}
+
+static void on_closed(uv_handle_t *h)
+{
+    struct h2up *up = h->data;
+    if (--up->closing == 0)
+        up_free(up);
+}
+
+void tg_upstream_h2_stop(struct h2up *up)
+{
+    if (up == NULL || up->stopping)
+        return;
+    up->stopping = 1;
+    for (size_t p = 0; p < up->n_pools; p++) {
+        struct poolconns *pc = &up->pools[p];
+        for (size_t r = 0; r < pc->n_replicas; r++) {
+            for (size_t k = 0; k < pc->reps[r].n; k++) {
+                struct hconn *c = pc->reps[r].conns[k];
+                if (c->n_calls == 0)
+                    c->state = H_CLOSED; /* nothing is lost: no warning */
+                conn_fail(c, "gateway shutting down");
+                uv_timer_stop(&c->timer);
+                c->timer.data = up;
+                up->closing++;
+                uv_close((uv_handle_t *)&c->timer, on_closed);
+            }
+        }
+    }
+    uv_timer_stop(&up->deadline_timer);
+    up->closing++;
+    uv_close((uv_handle_t *)&up->deadline_timer, on_closed);
 }

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "tfgate/auth.h"
+#include "tfgate/gateway.h"
 #include "tfgate/health.h"
 #include "tfgate/metrics.h"
 #include "tfgate/ratelimit.h"
@@ -75,6 +76,157 @@ void tg_worker_mark_dirty(struct tg_worker *w, struct tg_conn *c)
 
 static void maybe_finish(struct tg_worker *w);
 
+/* ---- listeners ---- */
+
+struct tg_lpoll {
+    uv_poll_t h; /* first */
+    struct tg_worker *w;
+    struct tg_listener *l; /* referenced */
+};
+
+static void on_accept(uv_poll_t *h, int status, int events);
+
+static struct tg_lpoll *poll_listener(struct tg_worker *w, struct tg_listener *l)
+{
+    struct tg_lpoll *p = tg_xcalloc(1, sizeof(*p));
+    p->w = w;
+    p->l = l;
+    tg_listener_ref(l);
+    atomic_fetch_add(&l->pollers, 1);
+    uv_poll_init(&w->loop, &p->h, l->fd);
+    p->h.data = p;
+    uv_poll_start(&p->h, UV_READABLE, on_accept);
+    return p;
+}
+
+static void on_lpoll_closed(uv_handle_t *h)
+{
+    struct tg_lpoll *p = h->data;
+    tg_listener_unref(p->l);
+    free(p);
+}
+
+/* Stops polling; the last worker to stop closes the socket, so clients are refused at once
+ * instead of waiting in a backlog nobody accepts from. */
+static void unpoll_listener(struct tg_lpoll *p)
+{
+    uv_poll_stop(&p->h);
+    if (atomic_fetch_sub(&p->l->pollers, 1) == 1) {
+        close(p->l->fd);
+        p->l->fd = -1;
+    }
+    uv_close((uv_handle_t *)&p->h, on_lpoll_closed);
+}
+
+/* Polls exactly the listeners of |gen|: kept ones stay as they are. */
+static void update_polls(struct tg_worker *w, const struct tg_gen *gen)
+{
+    struct tg_lpoll **np = tg_xcalloc(gen->n_listeners + 1, sizeof(*np));
+    for (size_t i = 0; i < gen->n_listeners; i++) {
+        for (size_t k = 0; k < w->n_listen_polls && np[i] == NULL; k++) {
+            if (w->listen_polls[k] != NULL && w->listen_polls[k]->l == gen->listeners[i]) {
+                np[i] = w->listen_polls[k];
+                w->listen_polls[k] = NULL;
+            }
+        }
+        if (np[i] == NULL)
+            np[i] = poll_listener(w, gen->listeners[i]);
+    }
+    for (size_t k = 0; k < w->n_listen_polls; k++) {
+        if (w->listen_polls[k] != NULL)
+            unpoll_listener(w->listen_polls[k]);
+    }
+    free(w->listen_polls);
+    w->listen_polls = np;
+    w->n_listen_polls = gen->n_listeners;
+}
+
+/* ---- generations ---- */
+
+/* Takes over the caller's reference to |gen|. Loop thread (or main before the loop runs,
+ * with |start| 0: the loop thread starts the transport and prober itself). */
+static struct tg_wgen *wgen_new(struct tg_worker *w, struct tg_gen *gen, int start)
+{
+    struct tg_wgen *wg = tg_xcalloc(1, sizeof(*wg));
+    wg->gen = gen;
+    if (start) {
+        wg->h2up = tg_upstream_h2_new(w, gen);
+        if (w->id == 0)
+            wg->prober = tg_health_start(w, wg);
+    }
+    return wg;
+}
+
+static void wgen_free(struct tg_worker *w, struct tg_wgen *wg)
+{
+    for (struct tg_wgen **pp = &w->retired; *pp != NULL; pp = &(*pp)->next) {
+        if (*pp == wg) {
+            *pp = wg->next;
+            break;
+        }
+    }
+    tg_upstream_h2_stop(wg->h2up); /* frees itself once its handles are closed */
+    tg_gen_unref(wg->gen);
+    free(wg);
+}
+
+struct tg_wgen *tg_worker_use(struct tg_worker *w)
+{
+    w->cur->users++;
+    return w->cur;
+}
+
+void tg_worker_release(struct tg_worker *w, struct tg_wgen *wg)
+{
+    if (--wg->users == 0 && wg != w->cur)
+        wgen_free(w, wg);
+}
+
+struct gen_msg {
+    struct tg_msg msg;
+    struct tg_worker *w;
+    struct tg_gen *gen; /* referenced */
+};
+
+static void on_set_gen(struct tg_msg *msg)
+{
+    struct gen_msg *gm = tg_container_of(msg, struct gen_msg, msg);
+    struct tg_worker *w = gm->w;
+    struct tg_gen *gen = gm->gen;
+    free(gm);
+    if (w->draining) { /* keeps serving its streams on what it has */
+        tg_gen_unref(gen);
+        return;
+    }
+    struct tg_wgen *old = w->cur;
+    w->cur = wgen_new(w, gen, 1);
+    w->limits = &gen->config->limits;
+    update_polls(w, gen);
+    /* per-worker caches built from the old rules */
+    tg_auth_cache_free(w);
+    tg_rest_cache_expire(w);
+    tg_ratelimit_worker_update(w);
+    /* the old generation lives on while streams use it */
+    old->next = w->retired;
+    w->retired = old;
+    if (old->prober != NULL) {
+        tg_health_stop(old->prober); /* releases its use when its probes are done */
+        old->prober = NULL;
+    }
+    if (old->users == 0)
+        wgen_free(w, old);
+}
+
+void tg_worker_set_gen(struct tg_worker *w, struct tg_gen *gen)
+{
+    struct gen_msg *gm = tg_xcalloc(1, sizeof(*gm));
+    gm->msg.deliver = on_set_gen;
+    gm->w = w;
+    gm->gen = gen;
+    tg_gen_ref(gen);
+    tg_worker_post(w, &gm->msg);
+}
+
 /* Before the loop sleeps: every connection with something to write or to close. */
 static void on_prepare(uv_prepare_t *p)
 {
@@ -85,15 +237,19 @@ static void on_prepare(uv_prepare_t *p)
         c->dirty = 0;
         tg_conn_flush(c);
     }
-    tg_upstream_h2_flush(w); /* after the clients: their handlers may have started calls */
+    /* after the clients: their handlers may have started calls */
+    tg_upstream_h2_flush(w->cur->h2up);
+    for (struct tg_wgen *wg = w->retired; wg != NULL; wg = wg->next)
+        tg_upstream_h2_flush(wg->h2up);
     if (w->draining)
         maybe_finish(w);
 }
 
 static void on_accept(uv_poll_t *h, int status, int events)
 {
-    struct tg_worker *w = h->data;
-    struct tg_listener *l = &w->gw->listeners[h - w->listen_polls];
+    struct tg_lpoll *p = h->data;
+    struct tg_worker *w = p->w;
+    struct tg_listener *l = p->l;
     (void)events;
     if (status < 0 || w->draining)
         return;
@@ -194,7 +350,10 @@ static void maybe_finish(struct tg_worker *w)
             tg_upstream_cancel(call); /* completions still arrive and free */
     }
     if (w->n_conns == 0 && w->n_calls == 0) {
-        tg_upstream_h2_worker_stop(w);
+        for (struct tg_wgen *wg = w->cur; wg != NULL; wg = wg == w->cur ? w->retired : wg->next) {
+            tg_upstream_h2_stop(wg->h2up); /* frees itself once its handles are closed */
+            wg->h2up = NULL;
+        }
         tg_ratelimit_worker_stop(w);
         w->cq_shutdown = 1;
         grpc_completion_queue_shutdown(w->cq);
@@ -216,9 +375,11 @@ static void on_drain(struct tg_msg *msg)
     w->draining = 1;
     w->drain_deadline_ms = tg_worker_now(w) + w->limits->drain_timeout_ms;
     for (size_t i = 0; i < w->n_listen_polls; i++)
-        uv_poll_stop(&w->listen_polls[i]);
-    atomic_fetch_add(&w->gw->listeners_released, 1); /* main may close the sockets now */
-    tg_health_stop(w);
+        unpoll_listener(w->listen_polls[i]);
+    w->n_listen_polls = 0;
+    if (w->cur->prober != NULL)
+        tg_health_stop(w->cur->prober);
+    w->cur->prober = NULL;
     for (struct tg_conn *c = w->conns; c != NULL; c = c->next) {
         if (c->state == TG_CONN_ACTIVE && !c->closing)
             c->ops->drain(c);
@@ -247,27 +408,32 @@ static void close_walk(uv_handle_t *h, void *arg)
 static void *loop_main(void *arg)
 {
     struct tg_worker *w = arg;
-    tg_upstream_h2_worker_start(w);
-    tg_ratelimit_worker_start(w);
-    tg_health_start(w);
+    w->cur->h2up = tg_upstream_h2_new(w, w->cur->gen);
+    tg_ratelimit_worker_update(w);
+    if (w->id == 0)
+        w->cur->prober = tg_health_start(w, w->cur);
     uv_run(&w->loop, UV_RUN_DEFAULT);
-    /* stopped by pump_exit: every connection and call is gone; close the loop's handles */
+    /* stopped by pump_exit: every connection and call is gone; close the loop's handles (the
+     * transport's and the rate limiter's free themselves in their close callbacks) */
     uv_walk(&w->loop, close_walk, NULL);
     uv_run(&w->loop, UV_RUN_DEFAULT);
-    tg_upstream_h2_worker_free(w);
     tg_rest_cache_free(w);
     tg_auth_cache_free(w);
-    tg_ratelimit_worker_free(w);
-    tg_health_free(w);
+    while (w->retired != NULL) /* every stream is gone */
+        wgen_free(w, w->retired);
+    wgen_free(w, w->cur);
+    w->cur = NULL;
     return NULL; /* the metrics shard stays until join: other workers' scrapes may read it */
 }
 
-struct tg_worker *tg_worker_new(struct tg_gateway *gw, int id)
+struct tg_worker *tg_worker_new(struct tg_gateway *gw, int id, struct tg_gen *gen)
 {
     struct tg_worker *w = tg_xcalloc(1, sizeof(*w));
     w->id = id;
     w->gw = gw;
-    w->limits = &gw->config->limits;
+    tg_gen_ref(gen);
+    w->cur = wgen_new(w, gen, 0);
+    w->limits = &gen->config->limits;
     uv_loop_init(&w->loop);
     pthread_mutex_init(&w->mb_mu, NULL);
     uv_async_init(&w->loop, &w->async, on_async);
@@ -278,15 +444,9 @@ struct tg_worker *tg_worker_new(struct tg_gateway *gw, int id)
     uv_timer_init(&w->loop, &w->tick);
     w->tick.data = w;
     uv_timer_start(&w->tick, on_tick, w->limits->sweep_interval_ms, w->limits->sweep_interval_ms);
-    w->listen_polls = tg_xcalloc(gw->n_listeners, sizeof(uv_poll_t));
-    w->n_listen_polls = gw->n_listeners;
-    for (size_t i = 0; i < gw->n_listeners; i++) {
-        uv_poll_init(&w->loop, &w->listen_polls[i], gw->listeners[i].fd);
-        w->listen_polls[i].data = w;
-        uv_poll_start(&w->listen_polls[i], UV_READABLE, on_accept);
-    }
+    update_polls(w, gen);
     w->cq = grpc_completion_queue_create_for_next(NULL);
-    tg_metrics_shard_new(w);
+    tg_metrics_shard_new(w, gen->config);
     w->pump_exit.msg.deliver = on_pump_exit;
     return w;
 }

@@ -16,9 +16,10 @@
  * {"error": ...} body; gRPC a trailers-only status. Texts come from jwt.h's fixed reasons and
  * never contain the token.
  *
- * Threading: a tg_auth is built by the main thread and read by every worker; its key sets are
- * swapped under a mutex (tg_auth_reload). The token cache is per worker (w->auth_cache), used
- * on that worker's loop thread only.
+ * Threading: a tg_auth belongs to a generation (worker.h): built by the main thread, read by
+ * every worker; its key sets are swapped under a mutex when the key URI is fetched again. The
+ * token cache is per worker (w->auth_cache), used on that worker's loop thread only, and
+ * emptied when the worker takes a new generation.
  */
 #ifndef TG_AUTH_H
 #define TG_AUTH_H
@@ -41,14 +42,14 @@ struct tg_identity {
     const char *const *forward; /* cfg->forward_claims' values, NULL where absent */
 };
 
-/* Builds the providers and loads their key sets (files and inline keys). Returns NULL when
- * authentication is off (no providers) with |err| empty, or NULL with |err| set on failure. */
-struct tg_auth *tg_auth_new(const struct tg_auth_cfg *cfg, char *err, size_t errlen);
+/* Builds the providers, loads their key sets (files and inline keys) and opens the audit log.
+ * On a reload |prev| is the running generation's auth: a provider of the same name and key
+ * URI starts with the keys last fetched there. Returns NULL when authentication is off (no
+ * providers) with |err| empty, or NULL with |err| set on failure. Main thread. */
+struct tg_auth *tg_auth_new(const struct tg_auth_cfg *cfg, const struct tg_auth *prev, char *err,
+                            size_t errlen);
+/* Main thread, once no stream uses |a| (worker.h: generations). */
 void tg_auth_free(struct tg_auth *a);
-
-/* Re-reads every provider's key file (SIGHUP). A provider whose file no longer loads keeps its
- * last good keys; returns 0 when all loaded, -1 with |err| naming the first that did not. */
-int tg_auth_reload(struct tg_auth *a, char *err, size_t errlen);
 
 /* Loop thread. Returns 0 with st->identity set, or -1 after answering the stream. */
 int tg_auth_authenticate(struct tg_stream *st);

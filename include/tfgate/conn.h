@@ -54,9 +54,10 @@ struct tg_conn {
     uint64_t id;
     int fd;
     uv_poll_t poll;
-    int poll_events; /* UV_READABLE | UV_WRITABLE currently requested */
-    struct tg_listener *listener;
-    SSL *ssl; /* NULL on cleartext */
+    int poll_events;     /* UV_READABLE | UV_WRITABLE currently requested */
+    int admin;           /* accepted on the admin listener */
+    uint64_t max_output; /* limits.max_output_bytes when accepted (|out|'s soft cap) */
+    SSL *ssl;            /* NULL on cleartext */
     enum tg_conn_state state;
     const struct tg_proto_ops *ops;
     void *proto;       /* struct tg_h1 or struct tg_h2, owned */

@@ -7,7 +7,9 @@
  * with no AVAILABLE version there (LOADING, UNLOADING, missing, an error, no answer within
  * health.timeout_ms) marks the replica NOT_SERVING for it, and picks skip it (pool.h) until a
  * probe finds it AVAILABLE again. The probes run on worker 0's loop, off the request path, at
- * most one in flight per replica and model, and stop when the gateway drains.
+ * most one in flight per replica and model, and stop when the gateway drains. A reload starts
+ * a prober for the new pools (which begin with the old pools' findings, pool.h) and stops the
+ * old one.
  *
  * Service: grpc.health.v1.Health/Check and /Watch (gRPC's standard health protocol), answered
  * from the probes for the service names "model", "model:version" and "model:label" (a label
@@ -24,15 +26,18 @@
 
 #include <stddef.h>
 
+struct prober;
 struct tg_handler;
+struct tg_wgen;
 struct tg_worker;
 
-/* Worker 0: start probing (no-op elsewhere, or without probed models). */
-void tg_health_start(struct tg_worker *w);
-/* Drain: no new probes; those in flight finish within their timeout. */
-void tg_health_stop(struct tg_worker *w);
-/* After the loop closed its handles. */
-void tg_health_free(struct tg_worker *w);
+/* Starts probing the pools of |wg|'s generation on |w|'s loop (worker 0 calls it for each
+ * generation it serves). Returns NULL when no pool is probed. The prober uses |wg| until it is
+ * stopped and its last probe is done. */
+struct prober *tg_health_start(struct tg_worker *w, struct tg_wgen *wg);
+/* A new generation, or drain: no new probes; those in flight finish within their timeout,
+ * then the prober frees itself. NULL: no-op. */
+void tg_health_stop(struct prober *pr);
 
 extern const struct tg_handler tg_health_handler;
 

@@ -3,8 +3,8 @@
  * tg_auth_provider_cfg): inline JWKs, a JWK set file, and an https:// JWK set URI, merged into
  * one key set (jwt.h).
  *
- *   - the file is read at start and again on SIGHUP (tg_jwks_reload); a file that no longer
- *     loads leaves the last good keys in place;
+ *   - the file is read when the configuration is loaded: at start and on every SIGHUP
+ *     reload (a file that no longer loads fails the reload, and the running keys stay);
  *   - the URI is fetched by one background thread for all providers (libcurl: HTTPS only, 5 s
  *     timeout, 1 MiB at most), every jwks_refresh_s, and sooner when a token names an unknown
  *     kid (tg_jwks_want_refresh: at most once per jwks_min_refresh_s). A failed fetch keeps the
@@ -26,17 +26,16 @@ struct tg_jwks;
 struct tg_jwks_fetcher;
 struct tg_jwt_keyset;
 
-/* Loads the inline keys and the file. Returns NULL with |err| set when they do not load (or
- * when the provider has neither those nor a URI). */
-struct tg_jwks *tg_jwks_new(const struct tg_auth_provider_cfg *pc, char *err, size_t errlen);
+/* Loads the inline keys and the file, plus, on a reload, the URI's last good set from |prev|
+ * (the same provider in the running configuration, or NULL) when the URI is the same. Returns
+ * NULL with |err| set when they do not load (or when the provider has neither those nor a
+ * URI). */
+struct tg_jwks *tg_jwks_new(const struct tg_auth_provider_cfg *pc, struct tg_jwks *prev, char *err,
+                            size_t errlen);
 void tg_jwks_free(struct tg_jwks *j);
 
 /* The current key set, referenced (tg_jwt_keyset_unref it), or NULL when none was loaded. */
 struct tg_jwt_keyset *tg_jwks_get(struct tg_jwks *j);
-
-/* Re-reads the file and merges it with the inline keys and the URI's last good set. Returns 0
- * (1 when the keys changed), or -1 with |err| when the file does not load (keys unchanged). */
-int tg_jwks_reload(struct tg_jwks *j, char *err, size_t errlen);
 
 /* A token named a kid no key has: fetch the URI again soon (no-op without a URI). */
 void tg_jwks_want_refresh(struct tg_jwks *j);

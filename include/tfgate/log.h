@@ -9,6 +9,8 @@
 #ifndef TG_LOG_H
 #define TG_LOG_H
 
+#include <stdatomic.h>
+
 #include "tfgate/common.h"
 
 enum tg_log_level {
@@ -18,11 +20,12 @@ enum tg_log_level {
     TG_LOG_DEBUG,
 };
 
-extern int tg_log_level; /* enum tg_log_level; default TG_LOG_INFO */
+/* enum tg_log_level; default TG_LOG_INFO; a reload may change it while workers log */
+extern atomic_int tg_log_level;
 
 #define tg_log(level, mod, ...)                                                                    \
     do {                                                                                           \
-        if ((int)(level) <= tg_log_level)                                                          \
+        if ((int)(level) <= atomic_load_explicit(&tg_log_level, memory_order_relaxed))             \
             tg_log__emit((level), (mod), __VA_ARGS__);                                             \
     } while (0)
 

@@ -21,6 +21,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+struct tg_config;
+struct tg_gen;
 struct tg_stream;
 struct tg_worker;
 struct tg_arena;
@@ -53,14 +55,18 @@ void tg_metrics_event(enum tg_metric_event ev);
  * stream, its HTTP status or gRPC status, its latency). The stream's worker's thread. */
 void tg_metrics_request(struct tg_stream *st);
 
-/* The whole exposition text, in |arena|. Any worker's thread. */
-char *tg_metrics_render(struct tg_worker *w, struct tg_arena *arena, size_t *len);
+/* The whole exposition text, in |arena|; pool series from |gen|'s pools. Any worker's
+ * thread. */
+char *tg_metrics_render(struct tg_worker *w, struct tg_gen *gen, struct tg_arena *arena,
+                        size_t *len);
 
-/* A worker's shard: made with the worker (main thread, before it runs), freed at its end. */
-void tg_metrics_shard_new(struct tg_worker *w);
+/* A worker's shard: made with the worker (main thread, before it runs), freed at its end. The
+ * models routed by name in |c| are labels from the start. */
+void tg_metrics_shard_new(struct tg_worker *w, const struct tg_config *c);
 void tg_metrics_shard_free(struct tg_worker *w);
 
-/* 1 when every routed pool has at least one replica that can take calls (readiness). */
-int tg_metrics_ready(struct tg_worker *w, char *why, size_t whylen);
+/* 1 when every pool |gen| routes to has at least one replica that can take calls
+ * (readiness). */
+int tg_metrics_ready(struct tg_worker *w, struct tg_gen *gen, char *why, size_t whylen);
 
 #endif /* TG_METRICS_H */

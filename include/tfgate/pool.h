@@ -60,6 +60,7 @@ struct tg_replica {
 
 struct tg_pool {
     const struct tg_pool_cfg *cfg; /* points into the config snapshot the pools hold */
+    struct tg_pools *set;          /* the generation's pools this one belongs to */
     size_t n_replicas;
     struct tg_replica *replicas; /* owned */
     atomic_uint next;            /* round-robin over replicas */
@@ -77,9 +78,14 @@ struct tg_pools {
     atomic_llong retry_milli; /* the retry budget, in thousandths of a retry */
 };
 
-/* Creates every pool's channels and starts connecting them. Returns NULL with a message in
- * |err| (a TLS file that cannot be read). Call after grpc_init(). */
-struct tg_pools *tg_pools_new(struct tg_config *config, char *err, size_t errlen);
+/* Creates every pool's channels and starts connecting them. A reload passes the running
+ * generation's pools as |prev|: a replica of the same pool and target starts with their state
+ * (probed health, ejection, call counter), a pool with the same name with its latency
+ * average, and the retry budget carries over, so a reload neither forgets a sick replica nor
+ * resets counters. Returns NULL with a message in |err| (a TLS file that cannot be read).
+ * Call after grpc_init(). */
+struct tg_pools *tg_pools_new(struct tg_config *config, const struct tg_pools *prev, char *err,
+                              size_t errlen);
 void tg_pools_free(struct tg_pools *pools);
 
 /* The pool and route for |model| (exact route, else "*"), or NULL when no route matches. */

@@ -25,15 +25,17 @@ struct tg_ratelimit_cfg;
 struct tg_stream;
 struct tg_worker;
 
-/* Process-wide state (the local buckets). NULL when no limit is configured. */
+/* A generation's state (the local buckets). NULL when no limit is configured. */
 struct tg_ratelimit *tg_ratelimit_new(const struct tg_ratelimit_cfg *cfg);
 void tg_ratelimit_free(struct tg_ratelimit *rl);
 
-/* A worker's Redis connection: opened when its loop starts, closed before it stops. */
-void tg_ratelimit_worker_start(struct tg_worker *w);
+/* A worker's Redis connection, for its current generation's configuration (worker.h): opened
+ * when the loop starts, kept across reloads that name the same server, replaced when one
+ * names another, closed when none does. Loop thread. */
+void tg_ratelimit_worker_update(struct tg_worker *w);
+/* Closes it (pending decisions fall back as if Redis had failed); frees itself once its
+ * handles are closed. */
 void tg_ratelimit_worker_stop(struct tg_worker *w);
-/* After the worker's loop has closed its handles. */
-void tg_ratelimit_worker_free(struct tg_worker *w);
 
 /* Applies the limits for the stream's caller (st->identity) and |model|.
  * Returns 0 when the request may go on now; -1 when it was refused (answered); 1 when the

@@ -22,6 +22,9 @@
 
 struct tg_audit;
 struct tg_conn;
+struct tg_gen;
+struct tg_limits;
+struct tg_wgen;
 struct tg_identity;
 struct tg_stream;
 
@@ -44,6 +47,11 @@ struct tg_handler {
 struct tg_stream {
     struct tg_conn *conn; /* NULL once detached */
     struct tg_worker *w;
+    /* the configuration generation the stream started with (worker.h), kept to its end: a
+     * reload never changes the rules, pools or limits under a request in flight */
+    struct tg_wgen *wg;
+    struct tg_gen *gen; /* wg->gen */
+    const struct tg_limits *limits;
     int32_t id; /* HTTP/2 stream id, or the request's number on an HTTP/1.1 conn */
     int http2;
     int refs;

@@ -5,16 +5,17 @@
 #ifndef TG_UPSTREAM_H2_H
 #define TG_UPSTREAM_H2_H
 
+struct h2up;
+struct tg_gen;
 struct tg_worker;
 
-/* Creates the worker's connections to every replica of every native pool and starts
- * connecting them. Before the loop runs. */
-void tg_upstream_h2_worker_start(struct tg_worker *w);
-/* Writes what the connections have to send; from the worker's before-sleep hook. */
-void tg_upstream_h2_flush(struct tg_worker *w);
-/* Closes every connection (failing calls still on them) and stops reconnecting. */
-void tg_upstream_h2_worker_stop(struct tg_worker *w);
-/* Frees what is left, after the loop has closed its handles. */
-void tg_upstream_h2_worker_free(struct tg_worker *w);
+/* Creates the worker's connections to every replica of every native pool of |gen| and starts
+ * connecting them: one set per generation (worker.h, struct tg_wgen). Never NULL. */
+struct h2up *tg_upstream_h2_new(struct tg_worker *w, struct tg_gen *gen);
+/* Writes what the connections have to send; from the worker's before-sleep hook. NULL: no-op */
+void tg_upstream_h2_flush(struct h2up *up);
+/* Closes every connection (failing calls still on them), stops reconnecting, and frees it all
+ * once the loop has closed its handles. NULL: no-op. */
+void tg_upstream_h2_stop(struct h2up *up);
 
 #endif /* TG_UPSTREAM_H2_H */

@@ -65,9 +65,14 @@ class Proc:
         _live.append(self)
         self.match = None
         self.lines = []
+        self._buf = b""
+        self._read_until(lambda: self.match is not None, timeout, ready_re)
+
+    def _read_until(self, done, timeout, ready_re=None):
+        argv = self.argv
         deadline = time.monotonic() + timeout
-        buf = b""
-        while self.match is None:
+        buf = self._buf
+        while not done():
             left = deadline - time.monotonic()
             if left <= 0:
                 self.stop()
@@ -85,9 +90,28 @@ class Proc:
                 line, buf = buf.split(b"\n", 1)
                 text = line.decode(errors="replace")
                 self.lines.append(text)
-                m = re.search(ready_re, text)
+                m = re.search(ready_re, text) if ready_re else None
                 if m and self.match is None:
                     self.match = m
+            self._buf = buf
+
+    def wait_line(self, pattern, timeout=10.0, after=0):
+        """The first stdout line from index |after| on that matches |pattern| (waiting up to
+        |timeout| seconds for more output); raises StartError when none comes."""
+        def found():
+            return any(re.search(pattern, l) for l in self.lines[after:])
+        self._read_until(found, timeout)
+        return next(l for l in self.lines[after:] if re.search(pattern, l))
+
+    def wait_stderr(self, pattern, timeout=10.0):
+        """Waits until the process's stderr (all of it) matches |pattern|; returns the match."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with open(self.stderr_path, "rb") as f:
+                m = re.search(pattern, f.read().decode(errors="replace"))
+            if m or time.monotonic() > deadline:
+                return m
+            time.sleep(0.02)
 
     def stderr(self):
         try:
