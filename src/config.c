@@ -59,7 +59,9 @@ const char tg_usage[] =
     "\n"
     "Prints \"tfgate listening on HOST:PORT (PROTOCOLS)\" for every listener once it serves.\n"
     "SIGTERM or SIGINT: stop accepting, finish requests in flight (up to the drain timeout),\n"
-    "exit 0.\n";
+    "exit 0. SIGHUP: read the configuration (and its key and certificate files) again and\n"
+    "apply it to new requests; requests in flight finish on the old one. A configuration that\n"
+    "does not load is logged and changes nothing.\n";
 
 static void set_defaults(struct tg_config *c)
 {

@@ -62,8 +62,8 @@ static SSL_CTX *make_ssl_ctx(const struct tg_listen_cfg *l, char *err, size_t er
     return ctx;
 }
 
-static struct tg_listener *open_listener(const struct tg_listen_cfg *l, const char *key,
-                                         char *err, size_t errlen)
+static struct tg_listener *open_listener(const struct tg_listen_cfg *l, const char *key, char *err,
+                                         size_t errlen)
 {
     struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICHOST | AI_PASSIVE};
     struct addrinfo *ai;
@@ -289,9 +289,8 @@ int tg_gateway_reload(struct tg_gateway *gw, int argc, char **argv, char *err, s
         return -1;
     }
     if (g->config->workers != old->config->workers)
-        tg_log(TG_LOG_WARN, "main",
-               "reload: workers stays %zu (changing it to %u needs a restart)", gw->n_workers,
-               g->config->workers);
+        tg_log(TG_LOG_WARN, "main", "reload: workers stays %zu (changing it to %u needs a restart)",
+               gw->n_workers, g->config->workers);
     atomic_store(&tg_log_level, g->config->log_level);
 
     for (size_t i = 0; i < gw->n_workers; i++)

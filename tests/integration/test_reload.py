@@ -287,6 +287,22 @@ class TestReload(Base):
         self.reload(self.cfg())
         self.assertEqual(self.rest()[0], 200)
 
+    def test_access_log_moves_and_log_level_changes(self):
+        logs = [os.path.join(self.tmp.name, n) for n in ("one.jsonl", "two.jsonl")]
+
+        def lines(path):  # the data plane's (the admin port's scrapes are logged too)
+            with open(path) as f:
+                return [x for x in map(json.loads, f) if x.get("path", "").startswith("/v1/")]
+        self.reload(self.cfg(access_log=logs[0]))
+        self.assertEqual(self.rest()[0], 200)
+        self.reload(self.cfg(access_log=logs[1], log_level="debug"))
+        self.assertEqual(self.rest(model="nosuchmodel")[0], 404)
+        self.assertEqual([l["status"] for l in lines(logs[0])], [200])
+        self.assertEqual([(l["status"], l["model"]) for l in lines(logs[1])], [(404, "nosuchmodel")])
+        # the reloaded level shows debug lines, among them the retired configuration being freed
+        self.assertIsNotNone(self.gw.wait_stderr(r"lvl=debug .*configuration generation 2 freed", timeout=5),
+                             self.gw.stderr())
+
     def test_tls_certificate_is_replaced(self):
         certs = [harness.make_cert(self.tmp.name, n) for n in ("one", "two")]
 
