@@ -15,6 +15,7 @@
 #include "tfgate/config.h"
 #include "tfgate/conn.h"
 #include "tfgate/log.h"
+#include "tfgate/metrics.h"
 #include "tfgate/worker.h"
 
 #define READ_CHUNK          65536
@@ -52,6 +53,7 @@ int tg_conn_set_proto(struct tg_conn *c, const struct tg_proto_ops *ops, void *p
     c->state = TG_CONN_ACTIVE;
     if (proto == NULL)
         return -1;
+    tg_metrics_conn_open(c, ops == &tg_h2_ops);
     if (tg_buf_size(&c->in) > 0) {
         struct tg_buf in = c->in;
         tg_buf_init(&c->in, 0);
@@ -307,6 +309,7 @@ void tg_conn_free(struct tg_conn *c)
 
     if (c->ops != NULL && c->proto != NULL)
         c->ops->dispose(c); /* closes the streams still open */
+    tg_metrics_conn_close(c);
     if (c->ssl != NULL) {
         if (!c->abort)
             SSL_shutdown(c->ssl);

@@ -52,6 +52,7 @@ static void on_upstream_done(struct tg_upstream_call *call, void *user)
 
     px->in_flight = 0;
     st->upstream_pool = px->d.req.pool->cfg->name;
+    st->upstream_device = px->d.req.pool->cfg->device;
     tg_stream_note_upstream(st, call, px->d.started_ms);
     if (st->conn == NULL) /* the client left; nothing to answer */
         goto out;

@@ -17,6 +17,7 @@
 #include "tfgate/conn.h"
 #include "tfgate/error.h"
 #include "tfgate/log.h"
+#include "tfgate/metrics.h"
 #include "tfgate/stream.h"
 #include "tfgate/worker.h"
 
@@ -227,6 +228,8 @@ static int do_upgrade(struct tg_conn *c, struct tg_h1 *h1, const uint8_t *rest, 
     free(h1);
     c->proto = h2;
     c->ops = &tg_h2_ops;
+    tg_metrics_conn_close(c);
+    tg_metrics_conn_open(c, 1);
     tg_log(TG_LOG_DEBUG, "h1", "conn=%llu upgraded to h2c", (unsigned long long)c->id);
     tg_stream_request_done(st);
     tg_worker_mark_dirty(c->w, c);

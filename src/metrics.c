@@ -10,6 +10,7 @@
 #include "tfgate/arena.h"
 #include "tfgate/common.h"
 #include "tfgate/config.h"
+#include "tfgate/conn.h"
 #include "tfgate/metrics.h"
 #include "tfgate/pool.h"
 #include "tfgate/stream.h"
@@ -25,17 +26,28 @@ static const double bucket_le[N_BUCKETS] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 
 static const char *const method_names[] = {"other",           "predict",  "classify", "regress",
                                            "multi_inference", "metadata", "status",   "reload"};
 
+/* a pool as a label pair (name, device), interned in the shard */
+struct plabel {
+    char *name;
+    char *device;
+};
+
+static const struct plabel no_pool = {"_none", "_none"};
+
 struct series {
     uint8_t grpc;
     uint8_t method;
     int code;
     const char *model; /* interned in the shard */
+    const struct plabel *pool;
     atomic_ullong count;
 };
 
 struct hseries {
     uint8_t grpc;
+    uint8_t upstream; /* 0: the whole request, 1: its time upstream */
     const char *model;
+    const struct plabel *pool;
     atomic_ullong buckets[N_BUCKETS]; /* not cumulative: summed at render */
     atomic_ullong sum_us;
     atomic_ullong count;
@@ -50,7 +62,17 @@ struct tg_metrics_shard {
     int32_t lat_index[INDEX_SIZE];
     char *models[TG_METRICS_MAX_MODELS + 64];
     size_t n_models;
+    struct plabel pools[TG_METRICS_MAX_POOLS];
+    size_t n_pools;
+    /* bytes by protocol (rest, grpc); connections by kind (enum conn_kind) */
+    atomic_ullong bytes_in[2], bytes_out[2];
+    atomic_llong conns_open[4];
+    atomic_ullong conns_total[4];
 };
+
+/* a connection's kind: its protocol and whether it is TLS */
+static const char *const conn_protocols[4] = {"http1.1", "http1.1", "http2", "http2"};
+static const char *const conn_tls[4] = {"false", "true", "false", "true"};
 
 static atomic_ullong events[TG_EV_COUNT];
 /* model names made labels from traffic, over all workers: the cap is the process's */
@@ -79,6 +101,10 @@ void tg_metrics_shard_free(struct tg_worker *w)
         return;
     for (size_t i = 0; i < s->n_models; i++)
         free(s->models[i]);
+    for (size_t i = 0; i < s->n_pools; i++) {
+        free(s->pools[i].name);
+        free(s->pools[i].device);
+    }
     free(s);
     w->metrics = NULL;
 }
@@ -99,10 +125,29 @@ static const char *model_label(struct tg_metrics_shard *s, const char *model)
     return s->models[s->n_models++];
 }
 
-static struct series *req_series(struct tg_metrics_shard *s, int grpc, int method, int code,
-                                 const char *model)
+/* The label pair for the pool named |name|: interned; pool names come from configurations (a
+ * reload may add some), so the cap only guards against a configuration with very many. */
+static const struct plabel *pool_label(struct tg_metrics_shard *s, const char *name,
+                                       const char *device)
 {
-    uint64_t h = tg_hash64(&model, sizeof(model)) ^ (uint64_t)(grpc * 31 + method * 1009 + code);
+    if (name == NULL)
+        return &no_pool;
+    for (size_t i = 0; i < s->n_pools; i++) {
+        if (strcmp(s->pools[i].name, name) == 0 && strcmp(s->pools[i].device, device) == 0)
+            return &s->pools[i];
+    }
+    if (s->n_pools == TG_METRICS_MAX_POOLS)
+        return &no_pool;
+    s->pools[s->n_pools].name = tg_xstrdup(name);
+    s->pools[s->n_pools].device = tg_xstrdup(device);
+    return &s->pools[s->n_pools++];
+}
+
+static struct series *req_series(struct tg_metrics_shard *s, int grpc, int method, int code,
+                                 const char *model, const struct plabel *pool)
+{
+    uint64_t h = tg_hash64(&model, sizeof(model)) ^ tg_hash64(&pool, sizeof(pool)) ^
+                 (uint64_t)(grpc * 31 + method * 1009 + code);
     for (size_t k = 0; k < INDEX_SIZE; k++) {
         size_t slot = (h + k) & (INDEX_SIZE - 1);
         int32_t i = s->req_index[slot] - 1;
@@ -115,20 +160,24 @@ static struct series *req_series(struct tg_metrics_shard *s, int grpc, int metho
             x->method = (uint8_t)method;
             x->code = code;
             x->model = model;
+            x->pool = pool;
             s->req_index[slot] = (int32_t)n + 1;
             atomic_store_explicit(&s->n_req, n + 1, memory_order_release); /* publish */
             return x;
         }
         struct series *x = &s->req[i];
-        if (x->grpc == grpc && x->method == method && x->code == code && x->model == model)
+        if (x->grpc == grpc && x->method == method && x->code == code && x->model == model &&
+            x->pool == pool)
             return x;
     }
     return NULL;
 }
 
-static struct hseries *lat_series(struct tg_metrics_shard *s, int grpc, const char *model)
+static struct hseries *lat_series(struct tg_metrics_shard *s, int grpc, int upstream,
+                                  const char *model, const struct plabel *pool)
 {
-    uint64_t h = tg_hash64(&model, sizeof(model)) ^ (uint64_t)grpc;
+    uint64_t h = tg_hash64(&model, sizeof(model)) ^ tg_hash64(&pool, sizeof(pool)) ^
+                 (uint64_t)(grpc + 2 * upstream);
     for (size_t k = 0; k < INDEX_SIZE; k++) {
         size_t slot = (h + k) & (INDEX_SIZE - 1);
         int32_t i = s->lat_index[slot] - 1;
@@ -138,13 +187,16 @@ static struct hseries *lat_series(struct tg_metrics_shard *s, int grpc, const ch
                 return NULL;
             struct hseries *x = &s->lat[n];
             x->grpc = (uint8_t)grpc;
+            x->upstream = (uint8_t)upstream;
             x->model = model;
+            x->pool = pool;
             s->lat_index[slot] = (int32_t)n + 1;
             atomic_store_explicit(&s->n_lat, n + 1, memory_order_release);
             return x;
         }
-        if (s->lat[i].grpc == grpc && s->lat[i].model == model)
-            return &s->lat[i];
+        struct hseries *x = &s->lat[i];
+        if (x->grpc == grpc && x->upstream == upstream && x->model == model && x->pool == pool)
+            return x;
     }
     return NULL;
 }
@@ -156,6 +208,20 @@ static int method_index(uint32_t am)
             return i;
     }
     return 0;
+}
+
+static void observe(struct hseries *h, uint64_t ms)
+{
+    if (h == NULL)
+        return;
+    double sec = (double)ms / 1000.0;
+    int b = 0;
+    while (b < N_BUCKETS && sec > bucket_le[b])
+        b++;
+    if (b < N_BUCKETS)
+        atomic_fetch_add_explicit(&h->buckets[b], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&h->sum_us, ms * 1000, memory_order_relaxed);
+    atomic_fetch_add_explicit(&h->count, 1, memory_order_relaxed);
 }
 
 void tg_metrics_request(struct tg_stream *st)
@@ -172,21 +238,33 @@ void tg_metrics_request(struct tg_stream *st)
     if (st->conn == NULL)
         code = grpc ? 1 : 499; /* the client left first */
     const char *model = model_label(s, st->metric_model);
-    struct series *x = req_series(s, grpc, method_index(st->metric_method), code, model);
+    const struct plabel *pool = pool_label(s, st->upstream_pool, st->upstream_device);
+    struct series *x = req_series(s, grpc, method_index(st->metric_method), code, model, pool);
     if (x != NULL)
         atomic_fetch_add_explicit(&x->count, 1, memory_order_relaxed);
-    struct hseries *h = lat_series(s, grpc, model);
-    if (h != NULL) {
-        uint64_t ms = tg_worker_now(st->w) - st->start_ms;
-        double sec = (double)ms / 1000.0;
-        int b = 0;
-        while (b < N_BUCKETS && sec > bucket_le[b])
-            b++;
-        if (b < N_BUCKETS)
-            atomic_fetch_add_explicit(&h->buckets[b], 1, memory_order_relaxed);
-        atomic_fetch_add_explicit(&h->sum_us, ms * 1000, memory_order_relaxed);
-        atomic_fetch_add_explicit(&h->count, 1, memory_order_relaxed);
-    }
+    observe(lat_series(s, grpc, 0, model, pool), tg_worker_now(st->w) - st->start_ms);
+    if (st->upstream_pool != NULL)
+        observe(lat_series(s, grpc, 1, model, pool), st->upstream_ms);
+    atomic_fetch_add_explicit(&s->bytes_in[grpc], tg_buf_size(&st->body), memory_order_relaxed);
+    atomic_fetch_add_explicit(&s->bytes_out[grpc], st->resp_body_len, memory_order_relaxed);
+}
+
+void tg_metrics_conn_open(struct tg_conn *c, int http2)
+{
+    struct tg_metrics_shard *s = c->w->metrics;
+    int kind = 2 * (http2 != 0) + (c->ssl != NULL);
+    c->metric_kind = kind + 1;
+    atomic_fetch_add_explicit(&s->conns_open[kind], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&s->conns_total[kind], 1, memory_order_relaxed);
+}
+
+void tg_metrics_conn_close(struct tg_conn *c)
+{
+    if (c->metric_kind == 0)
+        return;
+    atomic_fetch_sub_explicit(&c->w->metrics->conns_open[c->metric_kind - 1], 1,
+                              memory_order_relaxed);
+    c->metric_kind = 0;
 }
 
 /* ---- rendering ---- */
@@ -232,6 +310,12 @@ static const char *esc(const char *s, char *buf, size_t cap)
     return buf;
 }
 
+static int cmp_pool(const struct plabel *x, const struct plabel *y)
+{
+    int c = strcmp(x->name, y->name);
+    return c ? c : strcmp(x->device, y->device);
+}
+
 static int cmp_series(const void *a, const void *b)
 {
     const struct series *x = *(const struct series *const *)a,
@@ -239,6 +323,8 @@ static int cmp_series(const void *a, const void *b)
     int c = x->grpc - y->grpc;
     if (c == 0)
         c = strcmp(x->model, y->model);
+    if (c == 0)
+        c = cmp_pool(x->pool, y->pool);
     if (c == 0)
         c = x->method - y->method;
     if (c == 0)
@@ -250,8 +336,12 @@ static int cmp_hseries(const void *a, const void *b)
 {
     const struct hseries *x = *(const struct hseries *const *)a;
     const struct hseries *y = *(const struct hseries *const *)b;
-    int c = x->grpc - y->grpc;
-    return c ? c : strcmp(x->model, y->model);
+    int c = x->upstream - y->upstream;
+    if (c == 0)
+        c = x->grpc - y->grpc;
+    if (c == 0)
+        c = strcmp(x->model, y->model);
+    return c ? c : cmp_pool(x->pool, y->pool);
 }
 
 static const char *proto(int grpc)
@@ -263,7 +353,7 @@ static void render_requests(struct tg_worker *w, struct out *o)
 {
     struct tg_gateway *gw = w->gw;
     size_t total = 0, k = 0, hk = 0, htotal = 0;
-    char e1[512];
+    char e1[512], e2[512];
     for (size_t i = 0; i < gw->n_workers; i++) {
         struct tg_metrics_shard *s = gw->workers[i]->metrics;
         if (s != NULL) {
@@ -287,8 +377,9 @@ static void render_requests(struct tg_worker *w, struct out *o)
     qsort(all, k, sizeof(*all), cmp_series);
     qsort(hall, hk, sizeof(*hall), cmp_hseries);
 
-    put(o, "# HELP tfgate_requests_total Requests answered, by protocol, model, method and "
-           "status (HTTP status for REST, gRPC status code for gRPC; 499 / 1: the client left).\n"
+    put(o, "# HELP tfgate_requests_total Requests answered, by protocol, model, method, pool "
+           "and device (the last attempt's; _none when no pool was called), and status (HTTP "
+           "status for REST, gRPC status code for gRPC; 499 / 1: the client left).\n"
            "# TYPE tfgate_requests_total counter\n");
     for (size_t i = 0; i < k;) {
         unsigned long long sum = 0;
@@ -296,14 +387,19 @@ static void render_requests(struct tg_worker *w, struct out *o)
         for (; j < k && cmp_series(&all[i], &all[j]) == 0; j++)
             sum += atomic_load_explicit((atomic_ullong *)&all[j]->count, memory_order_relaxed);
         put(o,
-            "tfgate_requests_total{protocol=\"%s\",model=\"%s\",method=\"%s\",code=\"%d\"} %llu\n",
+            "tfgate_requests_total{protocol=\"%s\",model=\"%s\",method=\"%s\",pool=\"%s\","
+            "device=\"%s\",code=\"%d\"} %llu\n",
             proto(all[i]->grpc), esc(all[i]->model, e1, sizeof(e1)), method_names[all[i]->method],
-            all[i]->code, sum);
+            esc(all[i]->pool->name, e2, sizeof(e2)), all[i]->pool->device, all[i]->code, sum);
         i = j;
     }
-    put(o, "# HELP tfgate_request_duration_seconds Time from the request's first header to its "
-           "answer, by protocol and model.\n"
-           "# TYPE tfgate_request_duration_seconds histogram\n");
+    static const char *const hist_names[2] = {"tfgate_request_duration_seconds",
+                                              "tfgate_upstream_duration_seconds"};
+    static const char *const hist_help[2] = {
+        "Time from the request's first header to its answer, by protocol, model and pool.",
+        "Time spent waiting for the model servers (every attempt), by protocol, model and "
+        "pool."};
+    int header_done[2] = {0, 0};
     for (size_t i = 0; i < hk;) {
         unsigned long long b[N_BUCKETS] = {0}, sum_us = 0, count = 0, cum = 0;
         size_t j = i;
@@ -314,24 +410,62 @@ static void render_requests(struct tg_worker *w, struct out *o)
             sum_us += atomic_load_explicit((atomic_ullong *)&hall[j]->sum_us, memory_order_relaxed);
             count += atomic_load_explicit((atomic_ullong *)&hall[j]->count, memory_order_relaxed);
         }
-        const char *p = proto(hall[i]->grpc), *m = esc(hall[i]->model, e1, sizeof(e1));
+        int u = hall[i]->upstream;
+        const char *name = hist_names[u];
+        if (!header_done[u]) {
+            put(o, "# HELP %s %s\n# TYPE %s histogram\n", name, hist_help[u], name);
+            header_done[u] = 1;
+        }
+        char labels[1200];
+        snprintf(labels, sizeof(labels), "protocol=\"%s\",model=\"%s\",pool=\"%s\"",
+                 proto(hall[i]->grpc), esc(hall[i]->model, e1, sizeof(e1)),
+                 esc(hall[i]->pool->name, e2, sizeof(e2)));
         for (int q = 0; q < N_BUCKETS; q++) {
             cum += b[q];
-            put(o,
-                "tfgate_request_duration_seconds_bucket{protocol=\"%s\",model=\"%s\",le=\"%g\"} "
-                "%llu\n",
-                p, m, bucket_le[q], cum);
+            put(o, "%s_bucket{%s,le=\"%g\"} %llu\n", name, labels, bucket_le[q], cum);
         }
-        put(o,
-            "tfgate_request_duration_seconds_bucket{protocol=\"%s\",model=\"%s\",le=\"+Inf\"} "
-            "%llu\n",
-            p, m, count);
-        put(o, "tfgate_request_duration_seconds_sum{protocol=\"%s\",model=\"%s\"} %.6f\n", p, m,
-            (double)sum_us / 1e6);
-        put(o, "tfgate_request_duration_seconds_count{protocol=\"%s\",model=\"%s\"} %llu\n", p, m,
-            count);
+        put(o, "%s_bucket{%s,le=\"+Inf\"} %llu\n", name, labels, count);
+        put(o, "%s_sum{%s} %.6f\n", name, labels, (double)sum_us / 1e6);
+        put(o, "%s_count{%s} %llu\n", name, labels, count);
         i = j;
     }
+    /* bytes and connections: sums over the shards */
+    unsigned long long bin[2] = {0}, bout[2] = {0}, ctotal[4] = {0};
+    long long copen[4] = {0};
+    for (size_t i = 0; i < gw->n_workers; i++) {
+        struct tg_metrics_shard *s = gw->workers[i]->metrics;
+        if (s == NULL)
+            continue;
+        for (int p = 0; p < 2; p++) {
+            bin[p] += atomic_load_explicit(&s->bytes_in[p], memory_order_relaxed);
+            bout[p] += atomic_load_explicit(&s->bytes_out[p], memory_order_relaxed);
+        }
+        for (int c = 0; c < 4; c++) {
+            copen[c] += atomic_load_explicit(&s->conns_open[c], memory_order_relaxed);
+            ctotal[c] += atomic_load_explicit(&s->conns_total[c], memory_order_relaxed);
+        }
+    }
+    put(o,
+        "# HELP tfgate_received_bytes_total Request body bytes received, by protocol.\n"
+        "# TYPE tfgate_received_bytes_total counter\n"
+        "tfgate_received_bytes_total{protocol=\"rest\"} %llu\n"
+        "tfgate_received_bytes_total{protocol=\"grpc\"} %llu\n"
+        "# HELP tfgate_sent_bytes_total Response body bytes sent, by protocol.\n"
+        "# TYPE tfgate_sent_bytes_total counter\n"
+        "tfgate_sent_bytes_total{protocol=\"rest\"} %llu\n"
+        "tfgate_sent_bytes_total{protocol=\"grpc\"} %llu\n",
+        bin[0], bin[1], bout[0], bout[1]);
+    put(o, "# HELP tfgate_connections Client connections open, by protocol and TLS.\n"
+           "# TYPE tfgate_connections gauge\n");
+    for (int c = 0; c < 4; c++)
+        put(o, "tfgate_connections{protocol=\"%s\",tls=\"%s\"} %lld\n", conn_protocols[c],
+            conn_tls[c], copen[c]);
+    put(o, "# HELP tfgate_connections_total Client connections accepted, by protocol and TLS "
+           "(an HTTP/1.1 connection upgraded to h2c counts under both).\n"
+           "# TYPE tfgate_connections_total counter\n");
+    for (int c = 0; c < 4; c++)
+        put(o, "tfgate_connections_total{protocol=\"%s\",tls=\"%s\"} %llu\n", conn_protocols[c],
+            conn_tls[c], ctotal[c]);
     free(all);
     free(hall);
 }

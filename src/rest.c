@@ -324,6 +324,7 @@ static void on_call_done(struct tg_upstream_call *call, void *user)
     struct rest *r = st->hdata;
     r->in_flight = 0;
     st->upstream_pool = r->d.req.pool->cfg->name;
+    st->upstream_device = r->d.req.pool->cfg->device;
     tg_stream_note_upstream(st, call, r->d.started_ms);
     if (st->conn != NULL) /* else the client left: nothing to answer */
         r->next(st, r, &call->result);

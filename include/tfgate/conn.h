@@ -56,6 +56,7 @@ struct tg_conn {
     uv_poll_t poll;
     int poll_events;     /* UV_READABLE | UV_WRITABLE currently requested */
     int admin;           /* accepted on the admin listener */
+    int metric_kind;     /* counted in the connection metrics as this kind + 1; 0 = not yet */
     uint64_t max_output; /* limits.max_output_bytes when accepted (|out|'s soft cap) */
     SSL *ssl;            /* NULL on cleartext */
     enum tg_conn_state state;

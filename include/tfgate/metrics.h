@@ -2,15 +2,17 @@
  * metrics.h - Prometheus metrics (text exposition format 0.0.4), served on the admin
  * listener's /metrics.
  *
- * Per-request series (requests by protocol, model, method and status; latency histograms by
- * protocol and model) live in one shard per worker: only that worker adds series and bumps
- * them (relaxed atomics, no lock on the request path); a scrape from any worker reads every
- * shard (series are append-only and published with a release store) and merges equal label
- * sets. Label cardinality is bounded: a model becomes a label value only if it is routed by
+ * Per-request series (requests by protocol, model, method, pool, device and status; latency
+ * histograms of the whole request and of its time upstream by protocol, model and pool; bytes
+ * in and out; connections by protocol and TLS) live in one shard per worker: only that worker adds
+ * series and bumps them (relaxed atomics, no lock on the request path); a scrape from any worker
+ * reads every shard (series are append-only and published with a release store) and merges equal
+ * label sets. Label cardinality is bounded: a model becomes a label value only if it is routed by
  * name in the configuration or among the first TG_METRICS_MAX_MODELS other names the process
- * sees; the rest count as "_other". Event counters (auth results, rate-limit hits, spillovers,
- * retries, ejections, key refreshes, reloads) are process-wide atomics. Gauges (in flight per
- * replica, replica health) are read from the pools at scrape time.
+ * sees; the rest count as "_other". Pool labels are the configured pools the requests went to
+ * (at most TG_METRICS_MAX_POOLS per worker; a reload may add some). Event counters (auth results,
+ * rate-limit hits, spillovers, retries, ejections, key refreshes, reloads) are process-wide
+ * atomics. Gauges (in flight per replica, replica health) are read from the pools at scrape time.
  *
  * Threading: tg_metrics_request on the stream's worker; tg_metrics_event anywhere; render on
  * any worker.
@@ -28,6 +30,7 @@ struct tg_worker;
 struct tg_arena;
 
 #define TG_METRICS_MAX_MODELS 64
+#define TG_METRICS_MAX_POOLS  64
 
 enum tg_metric_event {
     TG_EV_AUTH_OK = 0,
@@ -54,6 +57,12 @@ void tg_metrics_event(enum tg_metric_event ev);
 /* Counts a finished request (protocol, the model and method the handler recorded on the
  * stream, its HTTP status or gRPC status, its latency). The stream's worker's thread. */
 void tg_metrics_request(struct tg_stream *st);
+
+/* A client connection got its protocol (HTTP/1.1, or HTTP/2 when |http2|) / is gone.
+ * Connections by protocol and TLS. The connection's worker's thread. */
+struct tg_conn;
+void tg_metrics_conn_open(struct tg_conn *c, int http2);
+void tg_metrics_conn_close(struct tg_conn *c);
 
 /* The whole exposition text, in |arena|; pool series from |gen|'s pools. Any worker's
  * thread. */

@@ -83,6 +83,7 @@ struct tg_stream {
     /* where the request went, for the access log: the last attempt's pool and replica, and
      * the time spent upstream (all calls) */
     const char *upstream_pool;
+    const char *upstream_device;
     const char *upstream_replica;
     uint64_t upstream_ms;
     const char *traceparent;  /* W3C trace context sent upstream (the client's, or made) */

@@ -90,17 +90,35 @@ class TestMetrics(unittest.TestCase):
         after = self.scrape()
         d = lambda name, **l: self.value(after, name, **l) - self.value(before, name, **l)
         req = "tfgate_requests_total"
-        self.assertEqual(d(req, protocol="rest", model="half_plus_two", method="predict", code="200"), 3)
-        self.assertEqual(d(req, protocol="rest", model="nosuch", method="predict", code="404"), 1)
-        self.assertEqual(d(req, protocol="rest", model="half_plus_three", method="predict", code="429"), 1)
-        self.assertEqual(d(req, protocol="grpc", model="half_plus_two", method="predict", code="0"), 2)
+        cpu = dict(pool="cpu", device="cpu")
+        none = dict(pool="_none", device="_none")  # answered before any pool was called
+        self.assertEqual(d(req, protocol="rest", model="half_plus_two", method="predict", code="200", **cpu), 3)
+        self.assertEqual(d(req, protocol="rest", model="nosuch", method="predict", code="404", **cpu), 1)
+        self.assertEqual(d(req, protocol="rest", model="half_plus_three", method="predict", code="429", **none), 1)
+        self.assertEqual(d(req, protocol="grpc", model="half_plus_two", method="predict", code="0", **cpu), 2)
         self.assertEqual(d("tfgate_ratelimited_total", limit="model"), 1)
-        # the latency histogram counted the same requests, and its buckets add up
-        self.assertEqual(d("tfgate_request_duration_seconds_count", protocol="rest", model="half_plus_two"), 3)
-        self.assertEqual(self.value(after, "tfgate_request_duration_seconds_bucket", protocol="rest",
-                                    model="half_plus_two", le="+Inf"),
-                         self.value(after, "tfgate_request_duration_seconds_count", protocol="rest",
-                                    model="half_plus_two"))
+        # the latency histograms counted the same requests, and their buckets add up
+        for fam in ("tfgate_request_duration_seconds", "tfgate_upstream_duration_seconds"):
+            lab = dict(protocol="rest", model="half_plus_two", pool="cpu")
+            self.assertEqual(d(fam + "_count", **lab), 3, fam)
+            self.assertEqual(self.value(after, fam + "_bucket", le="+Inf", **lab),
+                             self.value(after, fam + "_count", **lab))
+            self.assertGreaterEqual(d(fam + "_sum", **lab), 0)
+        # a refused request spent no time upstream
+        self.assertEqual(d("tfgate_request_duration_seconds_count", protocol="rest", model="half_plus_three",
+                           pool="_none"), 1)
+        self.assertEqual(d("tfgate_upstream_duration_seconds_count", protocol="rest", model="half_plus_three",
+                           pool="_none"), 0)
+        # bytes: 6 REST bodies of 20 bytes; two gRPC messages (5-byte prefix each)
+        self.assertEqual(d("tfgate_received_bytes_total", protocol="rest"), 6 * len('{"instances": [1.0]}'))
+        grpc_in = 2 * (5 + len(predict().SerializeToString()))
+        self.assertEqual(d("tfgate_received_bytes_total", protocol="grpc"), grpc_in)
+        self.assertGreater(d("tfgate_sent_bytes_total", protocol="rest"), 0)
+        self.assertGreater(d("tfgate_sent_bytes_total", protocol="grpc"), 0)
+        # connections: 6 curl HTTP/1.1 connections (plus the scrape's own), 1 gRPC (h2c)
+        self.assertGreaterEqual(d("tfgate_connections_total", protocol="http1.1", tls="false"), 6)
+        self.assertEqual(d("tfgate_connections_total", protocol="http2", tls="false"), 1)
+        self.assertGreaterEqual(self.value(after, "tfgate_connections", protocol="http1.1", tls="false"), 1)
         # the replica's calls and the model's probe
         rep = dict(pool="cpu", device="cpu", replica=self.sim.addr)
         self.assertGreaterEqual(d("tfgate_upstream_calls_total", **rep), 6)
