@@ -19,7 +19,8 @@ if [ "$what" = all ] || [ "$what" = sim ]; then
   /usr/bin/python3 bench/load/bench_sim.py --build build-release | tee bench/results/sim.md
 fi
 if [ "$what" = all ] || [ "$what" = grpc ]; then
-  /usr/bin/python3 bench/load/bench_grpc.py --build build-release | tee bench/results/grpc.md
+  /usr/bin/python3 bench/load/bench_grpc.py --build build-release --plot docs/img/grpc.png \
+    | tee bench/results/grpc.md
 fi
 if [ "$what" = all ] || [ "$what" = json ]; then
   build-release/bench_tensor_json | tee bench/results/json.md

@@ -102,8 +102,46 @@ def idle_connections_memory(pid, port, n):
     return (after - before) * 1024 / n
 
 
+def plot(results, path):
+    """Throughput and the proxy's CPU per call, per target, for both request sizes
+    (python3-matplotlib): one figure from the same run as the table."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    cases = list(dict.fromkeys(r[0] for r in results))
+    fig, axes = plt.subplots(len(cases), 2, figsize=(10, 3.2 * len(cases)), dpi=110, squeeze=False)
+    for row, cname in enumerate(cases):
+        rows = [r for r in results if r[0] == cname]
+        names = [r[1] for r in rows]
+        colors = ["#999999" if r[6] is None else "#1f77b4" if "tfgate" in r[1] else "#d62728" for r in rows]
+        ax = axes[row][0]
+        ax.barh(names, [r[5]["rps"] for r in rows], color=colors)
+        ax.set_xlabel("requests/s (higher is better)")
+        ax.set_title(cname + ": throughput", fontsize=10)
+        ax.invert_yaxis()
+        for i, r in enumerate(rows):
+            ax.text(r[5]["rps"], i, " %.0f  (p99 %.1f ms)" % (r[5]["rps"], r[5]["p99"]), va="center",
+                    fontsize=8)
+        ax.set_xlim(0, max(r[5]["rps"] for r in rows) * 1.45)
+        ax = axes[row][1]
+        prox = [r for r in rows if r[6] is not None]
+        vals = [r[5]["cpu_us_per_req"][r[6]] for r in prox]
+        ax.barh([r[1] for r in prox], vals, color=[c for c, r in zip(colors, rows) if r[6] is not None])
+        ax.set_xlabel("proxy CPU µs per request (lower is better)")
+        ax.set_title(cname + ": cost", fontsize=10)
+        ax.invert_yaxis()
+        for i, v in enumerate(vals):
+            ax.text(v, i, " %.1f" % v, va="center", fontsize=8)
+        ax.set_xlim(0, max(vals) * 1.25)
+    fig.suptitle("gRPC passthrough in front of one tfs-sim (h2load over h2c, medians)", fontsize=11)
+    fig.tight_layout()
+    fig.savefig(path)
+    print("plot: %s" % path)
+
+
 def main():
-    a = benchlib.parse_args(__doc__, [("--conns", {"type": int, "default": 1000})])
+    a = benchlib.parse_args(__doc__, [("--conns", {"type": int, "default": 1000}),
+                                      ("--plot", {"help": "write throughput and cost bars (PNG) here"})])
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 65536), hard))
 
@@ -171,6 +209,9 @@ def main():
     print("|---|---|---|")
     for tname, start, per in memory:
         print("| %s | %.1f MiB | %.1f KiB |" % (tname, start / 1024, per / 1024))
+    if a.plot:
+        print()
+        plot(results, a.plot)
     return 0
 
 
