@@ -56,7 +56,7 @@ void tg_stream_unref(struct tg_stream *st)
     tg_arena_dispose(&st->arena);
     tg_buf_dispose(&st->body);
     free(st);
-    tg_worker_release(w, wg); /* may free the generation's per-worker state */
+    tg_worker_release(w, wg); /* the last one lets a retired generation go */
 }
 
 static int push_header(struct tg_arena *a, struct tg_header **arr, size_t *n, size_t *cap,

@@ -178,8 +178,21 @@ struct tg_wgen *tg_worker_use(struct tg_worker *w)
 
 void tg_worker_release(struct tg_worker *w, struct tg_wgen *wg)
 {
-    if (--wg->users == 0 && wg != w->cur)
-        wgen_free(w, wg);
+    (void)w;
+    wg->users--; /* a retired one is freed in the before-sleep hook: this may run inside a
+                    callback of the very connections it would close */
+}
+
+/* Before the loop sleeps: retired generations no stream or prober uses any more. */
+static void reap_retired(struct tg_worker *w)
+{
+    struct tg_wgen *wg = w->retired;
+    while (wg != NULL) {
+        struct tg_wgen *next = wg->next;
+        if (wg->users == 0)
+            wgen_free(w, wg);
+        wg = next;
+    }
 }
 
 struct gen_msg {
@@ -213,8 +226,6 @@ static void on_set_gen(struct tg_msg *msg)
         tg_health_stop(old->prober); /* releases its use when its probes are done */
         old->prober = NULL;
     }
-    if (old->users == 0)
-        wgen_free(w, old);
 }
 
 void tg_worker_set_gen(struct tg_worker *w, struct tg_gen *gen)
@@ -241,6 +252,7 @@ static void on_prepare(uv_prepare_t *p)
     tg_upstream_h2_flush(w->cur->h2up);
     for (struct tg_wgen *wg = w->retired; wg != NULL; wg = wg->next)
         tg_upstream_h2_flush(wg->h2up);
+    reap_retired(w);
     if (w->draining)
         maybe_finish(w);
 }

@@ -174,8 +174,9 @@ void tg_worker_drain(struct tg_worker *w);
 /* Any thread: new connections and streams on this worker take |gen| from now on (the worker
  * takes its own reference): listeners it no longer names stop being polled, new ones start. */
 void tg_worker_set_gen(struct tg_worker *w, struct tg_gen *gen);
-/* Loop thread: a stream or prober starts / stops using |wg|. The last user of a retired
- * generation frees the worker's state for it and drops its reference. */
+/* Loop thread: a stream or prober starts / stops using |wg|. A retired generation with no
+ * user left is freed (its connections closed, the worker's reference dropped) in the
+ * before-sleep hook, never inside the callback that released it. */
 struct tg_wgen *tg_worker_use(struct tg_worker *w);
 void tg_worker_release(struct tg_worker *w, struct tg_wgen *wg);
 /* Main thread: waits for the worker to stop and frees it. */

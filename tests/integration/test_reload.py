@@ -360,6 +360,29 @@ class TestInFlight(Base):
             self.assertLess(time.monotonic(), deadline, "pool a's connections stayed open")
             time.sleep(0.05)
 
+    def test_cancelled_calls_are_the_last_users_of_their_configuration(self):
+        # the retired configuration's last calls end inside the transport's own callbacks (the
+        # client resets, the gateway cancels upstream): its connections must close afterwards,
+        # not under those callbacks
+        with self.gw.channel() as ch:
+            stub = prediction_service_pb2_grpc.PredictionServiceStub(ch)
+            slow = [stub.Predict.future(predict(), timeout=20) for _ in range(3)]
+            time.sleep(0.4)
+            cfg = self.cfg("b")
+            del cfg["pools"]["a"]
+            cfg["routes"] = [{"model": "*", "pool": "b"}]
+            self.reload(cfg)
+            for f in slow:
+                f.cancel()
+            time.sleep(0.3)
+            for _ in range(5):
+                self.assertEqual(list(stub.Predict(predict(), timeout=5).outputs["y"].float_val), [2.5])
+        deadline = time.monotonic() + 10
+        while connections_to(self.sims["a"].port) > 0:
+            self.assertLess(time.monotonic(), deadline, "pool a's connections stayed open")
+            time.sleep(0.05)
+        self.assertTrue(self.gw.alive())
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)
