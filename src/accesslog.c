@@ -125,6 +125,13 @@ void tg_access_log(struct tg_stream *st)
                             json_stringn(st->path, strcspn(st->path, "?")));
     if (st->metric_model)
         json_object_set_new(rec, "model", json_string(st->metric_model));
+    const char *version = st->version;
+    for (size_t i = 0; i < st->n_resp_headers; i++) {
+        if (strcmp(st->resp_headers[i].name, "x-tfgate-model-version") == 0)
+            version = st->resp_headers[i].value;
+    }
+    if (version != NULL)
+        json_object_set_new(rec, "version", json_string(version));
     if (st->upstream_pool)
         json_object_set_new(rec, "pool", json_string(st->upstream_pool));
     if (st->upstream_replica)

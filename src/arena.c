@@ -1,7 +1,9 @@
 /*
  * arena.c - see arena.h.
  */
+#include <stdarg.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -86,6 +88,19 @@ char *tg_arena_strndup(struct tg_arena *a, const char *s, size_t len)
     if (len > 0)
         memcpy(p, s, len);
     p[len] = '\0';
+    return p;
+}
+
+char *tg_arena_sprintf(struct tg_arena *a, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    char *p = tg_arena_alloc(a, n > 0 ? (size_t)n + 1 : 1, 1);
+    va_start(ap, fmt);
+    vsnprintf(p, n > 0 ? (size_t)n + 1 : 1, fmt, ap);
+    va_end(ap);
     return p;
 }
 

@@ -217,6 +217,8 @@ static void on_request(struct tg_stream *st)
     }
     st->metric_model = spec.name;
     st->metric_method = method_am[method];
+    st->version = spec.has_version ? tg_arena_sprintf(&st->arena, "%lld", (long long)spec.version)
+                                   : spec.label;
     if (st->identity != NULL && authorize(st, method, msg, msg_len) != 0)
         return;
     struct tg_route_query q = {spec.name,  spec.has_version, spec.version,

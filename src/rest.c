@@ -1030,6 +1030,8 @@ static void on_request(struct tg_stream *st)
         return;
     st->metric_model = r->name;
     st->metric_method = kind_am[r->kind];
+    st->version =
+        r->has_version ? tg_arena_sprintf(&st->arena, "%lld", (long long)r->version) : r->label;
     r->signature = "";
     /* an anonymous caller is decided by the model alone, before its body is looked at; the
      * others once the body names the signature */

@@ -11,6 +11,8 @@
 
 #include <stddef.h>
 
+#include "tfgate/common.h"
+
 struct tg_arena_chunk;
 struct tg_arena_large;
 struct tg_arena_defer;
@@ -33,6 +35,8 @@ void *tg_arena_alloc(struct tg_arena *a, size_t size, size_t align);
 void *tg_arena_zalloc(struct tg_arena *a, size_t size, size_t align);
 #define TG_ARENA_NEW(a, type) ((type *)tg_arena_zalloc((a), sizeof(type), _Alignof(type)))
 char *tg_arena_strndup(struct tg_arena *a, const char *s, size_t len);
+/* printf into the arena. Never NULL. */
+char *tg_arena_sprintf(struct tg_arena *a, const char *fmt, ...) TG_PRINTF(2, 3);
 /* Registers |fn(arg)| to run at dispose. */
 void tg_arena_defer(struct tg_arena *a, void (*fn)(void *), void *arg);
 

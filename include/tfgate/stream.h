@@ -88,6 +88,8 @@ struct tg_stream {
     uint64_t upstream_ms;
     const char *traceparent;  /* W3C trace context sent upstream (the client's, or made) */
     const char *metric_model; /* what the handler found, for metrics.h */
+    const char *version;      /* the version (number) or label asked for, or NULL; the access
+                                 log prefers the one that answered (x-tfgate-model-version) */
     uint32_t metric_method;   /* TG_AM_* */
     int accounted;            /* audit record, metrics and access log written */
 

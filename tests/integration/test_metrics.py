@@ -165,7 +165,8 @@ class TestMetrics(unittest.TestCase):
         self.assertRegex(line["client"], r"^127\.0\.0\.1:\d+$")
         for k in ("latency_ms", "upstream_ms", "gateway_ms", "bytes_out"):
             self.assertGreaterEqual(line[k], 0)
-        text = open(self.access).read()
+        with open(self.access) as f:
+            text = f.read()
         self.assertNotIn("secret", text)
         self.assertNotIn("not-logged", text)
         self.assertNotIn("instances", text)
@@ -175,6 +176,15 @@ class TestMetrics(unittest.TestCase):
                        capture_output=True, timeout=30)
         line, = self.access_lines("acc-2")
         self.assertEqual((line["status"], line["pool"], line["replica"]), (200, "cpu", self.sim.addr))
+        self.assertRegex(line["version"], r"^\d+$")  # the version that answered
+        # a label no version carries: the one asked for is logged
+        subprocess.run(["curl", "-sS", "-o", "/dev/null", "-H", "x-request-id: acc-5", "--data-binary",
+                        '{"instances": [1.0]}',
+                        "http://127.0.0.1:%d/v1/models/half_plus_two/labels/nolabel:predict" % self.gw.port],
+                       capture_output=True, timeout=30)
+        line, = self.access_lines("acc-5")
+        self.assertEqual(line["version"], "nolabel")
+        self.assertEqual(line["status"] // 100, 4)
         self.assertEqual(self.backend_md("acc-2")["traceparent"][3:35], line["trace_id"])
         # gRPC: the client's traceparent goes upstream unchanged and is the log's trace id
         tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
