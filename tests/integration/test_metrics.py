@@ -177,6 +177,7 @@ class TestMetrics(unittest.TestCase):
         line, = self.access_lines("acc-2")
         self.assertEqual((line["status"], line["pool"], line["replica"]), (200, "cpu", self.sim.addr))
         self.assertRegex(line["version"], r"^\d+$")  # the version that answered
+        self.assertEqual(self.backend_md("acc-2")["traceparent"][3:35], line["trace_id"])
         # a label no version carries: the one asked for is logged
         subprocess.run(["curl", "-sS", "-o", "/dev/null", "-H", "x-request-id: acc-5", "--data-binary",
                         '{"instances": [1.0]}',
@@ -185,7 +186,6 @@ class TestMetrics(unittest.TestCase):
         line, = self.access_lines("acc-5")
         self.assertEqual(line["version"], "nolabel")
         self.assertEqual(line["status"] // 100, 4)
-        self.assertEqual(self.backend_md("acc-2")["traceparent"][3:35], line["trace_id"])
         # gRPC: the client's traceparent goes upstream unchanged and is the log's trace id
         tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
         with self.gw.channel() as ch:
