@@ -2,6 +2,7 @@
 terms (431/413/408 with a reason phrase, RST_STREAM, GOAWAY, RESOURCE_EXHAUSTED), and nothing
 hangs or crashes. Timing checks are generous bounds against hangs, not benchmarks.
 """
+import json
 import os
 import re
 import signal
@@ -353,6 +354,52 @@ class TestDrain(unittest.TestCase):
         finally:
             gw.stop()
             sim.stop()
+
+    def test_drain_tells_clients_to_go_away(self):
+        """HTTP/2 clients get GOAWAY (nghttp's own frame log) and HTTP/1.1 clients
+        Connection: close, while the requests they have in flight are answered."""
+        tmp = tempfile.TemporaryDirectory()
+        sim = harness.Sim("--compute-us", "800000")
+        gw = harness.Gateway("--backend", sim.addr, "--drain-timeout-ms", "5000")
+        try:
+            body = os.path.join(tmp.name, "predict.grpc")
+            with open(body, "wb") as f:
+                f.write(harness.grpc_frame(predict().SerializeToString()))
+            h2 = subprocess.Popen(["nghttp", "-v", "-n", "-d", body, "-H", "content-type: application/grpc",
+                                   "-H", "te: trailers", "http://127.0.0.1:%d%s" % (gw.port, PREDICT)],
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            rest = b'{"instances": [1.0]}'
+            h1 = socket.create_connection(("127.0.0.1", gw.port), timeout=10)
+            self.addCleanup(h1.close)
+            h1.sendall(b"POST /v1/models/half_plus_two:predict HTTP/1.1\r\nHost: x\r\n"
+                       b"Content-Length: %d\r\n\r\n%s" % (len(rest), rest))
+            time.sleep(0.3)  # both requests are at the slow backend
+            gw.signal(signal.SIGTERM)
+            out, _ = h2.communicate(timeout=15)
+            sid = re.search(r"send HEADERS frame <[^>]*stream_id=(\d+)>", out).group(1)
+            # GOAWAY first, naming the request's stream as still processed; then its answer
+            goaway = re.search(r"recv GOAWAY frame [^\n]*\n\s*\(last_stream_id=(\d+), error_code=NO_ERROR", out)
+            self.assertIsNotNone(goaway, out)
+            self.assertEqual(goaway.group(1), sid)
+            answer = out.find("recv (stream_id=%s) grpc-status: 0" % sid)
+            self.assertGreater(answer, goaway.start(), out)
+            self.assertEqual(h2.returncode, 0, out)
+            got = b""
+            while True:  # until the gateway closes the connection
+                chunk = h1.recv(65536)
+                if not chunk:
+                    break
+                got += chunk
+            head, _, payload = got.partition(b"\r\n\r\n")
+            self.assertTrue(head.startswith(b"HTTP/1.1 200"), got)
+            self.assertIn(b"connection: close", head.lower())
+            self.assertEqual(json.loads(payload), {"predictions": [2.5]})
+            gw.p.wait(timeout=10)
+            self.assertEqual(gw.p.returncode, 0, gw.stderr())
+        finally:
+            gw.stop()
+            sim.stop()
+            tmp.cleanup()
 
     def test_drain_timeout_cancels_what_is_left(self):
         sim = harness.Sim("--compute-us", "5000000")
