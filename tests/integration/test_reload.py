@@ -303,6 +303,45 @@ class TestReload(Base):
         self.assertIsNotNone(self.gw.wait_stderr(r"lvl=debug .*configuration generation 2 freed", timeout=5),
                              self.gw.stderr())
 
+    def test_rate_limits_move_to_another_redis(self):
+        redis = [harness.Redis(), harness.Redis()]
+        try:
+            def limits(r):
+                return {"models": {"half_plus_two": {"rate": 0.01, "burst": 2}},
+                        "redis": {"address": r.addr, "timeout_ms": 500}}
+
+            def dbsize(r):
+                p = subprocess.run(["redis-cli", "-p", str(r.port), "DBSIZE"], capture_output=True,
+                                   text=True, timeout=10)
+                return int(p.stdout.strip())
+            self.reload(self.cfg(rate_limits=limits(redis[0])))
+            deadline = time.monotonic() + 10
+            codes = []
+            while 429 not in codes and time.monotonic() < deadline:
+                codes.append(self.rest()[0])
+            self.assertEqual(codes[-3:], [200, 200, 429])
+            self.assertGreater(dbsize(redis[0]), 0)
+            # the first server goes away; the reloaded configuration names the second
+            redis[0].stop()
+            fallbacks = self.counter("tfgate_ratelimit_redis_fallbacks_total")
+            self.reload(self.cfg(rate_limits=limits(redis[1])))
+            deadline = time.monotonic() + 10
+            codes = []
+            while 429 not in codes and time.monotonic() < deadline:
+                codes.append(self.rest()[0])
+                time.sleep(0.05)
+            self.assertEqual(codes[-3:], [200, 200, 429])
+            self.assertGreater(dbsize(redis[1]), 0)  # decided by the second server
+            # once both workers are connected, no decision falls back any more
+            before = self.counter("tfgate_ratelimit_redis_fallbacks_total")
+            for _ in range(4):
+                self.assertEqual(self.rest()[0], 429)
+            self.assertEqual(self.counter("tfgate_ratelimit_redis_fallbacks_total"), before)
+            self.assertLessEqual(before - fallbacks, 4)
+        finally:
+            for r in redis:
+                r.stop()
+
     def test_tls_certificate_is_replaced(self):
         certs = [harness.make_cert(self.tmp.name, n) for n in ("one", "two")]
 
