@@ -13,22 +13,12 @@ import unittest
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 import harness  # noqa: E402
 
-import grpc  # noqa: E402
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
-from tensorflow.core.framework import types_pb2  # noqa: E402
-from tensorflow_serving.apis import predict_pb2  # noqa: E402
 
 PS = "/tensorflow.serving.PredictionService/"
 
 
-def predict(model="half_plus_two"):
-    r = predict_pb2.PredictRequest()
-    r.model_spec.name = model
-    t = r.inputs["x"]
-    t.dtype = types_pb2.DT_FLOAT
-    t.tensor_shape.dim.add().size = 1
-    t.float_val.append(1.0)
-    return r
+predict = harness.predict
 
 
 class TestMetrics(unittest.TestCase):
@@ -151,7 +141,7 @@ class TestMetrics(unittest.TestCase):
             return [json.loads(l)["metadata"] for l in f if request_id in l][-1]
 
     def test_access_log_and_trace_context(self):
-        p = subprocess.run(["curl", "-sS", "-o", "/dev/null", "-H", "x-request-id: acc-1", "-H",
+        subprocess.run(["curl", "-sS", "-o", "/dev/null", "-H", "x-request-id: acc-1", "-H",
                             "Authorization: Bearer not-logged", "--data-binary", '{"instances": [1.0, 2.0]}',
                             "http://127.0.0.1:%d/v1/models/half_plus_two:predict?access_token=secret" % self.gw.port],
                            capture_output=True, timeout=30)

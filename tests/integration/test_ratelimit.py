@@ -15,8 +15,6 @@ import harness  # noqa: E402
 
 import grpc  # noqa: E402
 import jwt  # noqa: E402
-from tensorflow.core.framework import types_pb2  # noqa: E402
-from tensorflow_serving.apis import predict_pb2  # noqa: E402
 
 ISS = "https://idp.test"
 SECRET = b"0123456789abcdef0123456789abcdef-rl"
@@ -60,12 +58,7 @@ def rest(gw, model, sub=None):
 
 
 def grpc_predict(gw, model, sub=None):
-    r = predict_pb2.PredictRequest()
-    r.model_spec.name = model
-    t = r.inputs["x"]
-    t.dtype = types_pb2.DT_FLOAT
-    t.tensor_shape.dim.add().size = 1
-    t.float_val.append(1.0)
+    r = harness.predict(model)
     md = [("authorization", "Bearer " + token(sub))] if sub else []
     with gw.channel() as ch:
         fn = ch.unary_unary(PS + "Predict", request_serializer=lambda m: m.SerializeToString())

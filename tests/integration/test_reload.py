@@ -23,21 +23,13 @@ import harness  # noqa: E402
 import grpc  # noqa: E402
 import jwt  # noqa: E402
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
-from tensorflow.core.framework import types_pb2  # noqa: E402
-from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc  # noqa: E402
+from tensorflow_serving.apis import prediction_service_pb2_grpc  # noqa: E402
 
 SECRET = b"reload-test-secret-0123456789abcdef"
 ISS = "https://idp.example"
 
 
-def predict(model="half_plus_two"):
-    r = predict_pb2.PredictRequest()
-    r.model_spec.name = model
-    t = r.inputs["x"]
-    t.dtype = types_pb2.DT_FLOAT
-    t.tensor_shape.dim.add().size = 1
-    t.float_val.append(1.0)
-    return r
+predict = harness.predict
 
 
 def curl(url, *args):

@@ -231,6 +231,20 @@ def port_is_free(port, host="127.0.0.1"):
         s.close()
 
 
+def predict(model="half_plus_two", values=(1.0,)):
+    """A PredictRequest for |model| with input "x": a float vector of |values| (the built-in
+    half_plus_two answers 0.5 * x + 2)."""
+    from tensorflow.core.framework import types_pb2
+    from tensorflow_serving.apis import predict_pb2
+    r = predict_pb2.PredictRequest()
+    r.model_spec.name = model
+    t = r.inputs["x"]
+    t.dtype = types_pb2.DT_FLOAT
+    t.tensor_shape.dim.add().size = len(values)
+    t.float_val.extend(values)
+    return r
+
+
 def grpc_frame(msg: bytes) -> bytes:
     """gRPC length-prefixed message: flag 0, 4-byte big-endian length, bytes."""
     import struct
