@@ -142,9 +142,9 @@ class TestMetrics(unittest.TestCase):
 
     def test_access_log_and_trace_context(self):
         subprocess.run(["curl", "-sS", "-o", "/dev/null", "-H", "x-request-id: acc-1", "-H",
-                            "Authorization: Bearer not-logged", "--data-binary", '{"instances": [1.0, 2.0]}',
-                            "http://127.0.0.1:%d/v1/models/half_plus_two:predict?access_token=secret" % self.gw.port],
-                           capture_output=True, timeout=30)
+                        "Authorization: Bearer not-logged", "--data-binary", '{"instances": [1.0, 2.0]}',
+                        "http://127.0.0.1:%d/v1/models/half_plus_two:predict?access_token=secret" % self.gw.port],
+                       capture_output=True, timeout=30)
         line, = self.access_lines("acc-1")
         # (a query string breaks TF Serving's URL grammar: an error, logged without the query)
         self.assertEqual({k: line[k] for k in ("request_id", "protocol", "method", "path", "bytes_in")},
