@@ -307,10 +307,12 @@ static void read_identity(const struct tg_auth_cfg *cfg, json_t *claims, struct 
 
 /* ---- answers ---- */
 
-static void unauthenticated(struct tg_stream *st, const char *reason, int had_token)
+/* |code|: enum tg_auth_refusal (metrics.h) */
+static void unauthenticated(struct tg_stream *st, const char *reason, int code)
 {
     char msg[200];
-    tg_metrics_event(had_token ? TG_EV_AUTH_INVALID : TG_EV_AUTH_MISSING);
+    int had_token = code != TG_AR_MISSING_TOKEN;
+    tg_metrics_auth_refusal(code);
     if (st->audit != NULL) {
         st->audit->denied = 1;
         st->audit->reason = reason;
@@ -464,12 +466,12 @@ int tg_auth_authenticate(struct tg_stream *st)
     st->audit->reason = "";
     int r = bearer(st, &tok, &len, &why);
     if (r < 0) {
-        unauthenticated(st, why, 1);
+        unauthenticated(st, why, TG_AR_BAD_AUTHORIZATION);
         return -1;
     }
     if (r == 0) {
         if (a->cfg->n_anonymous_models == 0) {
-            unauthenticated(st, "missing bearer token", 0);
+            unauthenticated(st, "missing bearer token", TG_AR_MISSING_TOKEN);
             return -1;
         }
         /* maybe an anonymous model: tg_auth_authorize decides once the model is known */
@@ -481,7 +483,7 @@ int tg_auth_authenticate(struct tg_stream *st)
         return 0;
     }
     if (len > a->cfg->max_token_bytes) { /* before hashing or decoding anything */
-        unauthenticated(st, tg_jwt_strerror(TG_JWT_ETOOLARGE), 1);
+        unauthenticated(st, tg_jwt_strerror(TG_JWT_ETOOLARGE), TG_AR_JWT + TG_JWT_ETOOLARGE);
         return -1;
     }
     /* token_cache_entries 0: no cache, every request verifies (for measuring that cost) */
@@ -509,7 +511,7 @@ int tg_auth_authenticate(struct tg_stream *st)
                 st->audit->denied = 1;
                 st->audit->reason = "signing keys not available";
             }
-            tg_metrics_event(TG_EV_AUTH_NOKEYS);
+            tg_metrics_auth_refusal(TG_AR_KEYS_UNAVAILABLE);
             tg_stream_respond_error(st, TG_EUNAVAILABLE,
                                     "tfgate: the identity provider's keys are not available yet");
             return -1;
@@ -518,7 +520,7 @@ int tg_auth_authenticate(struct tg_stream *st)
         size_t plen = st->path ? strcspn(st->path, "?") : 0;
         tg_log(TG_LOG_INFO, "auth", "refused %s %.*s: %s", st->method ? st->method : "-",
                (int)(plen > 200 ? 200 : plen), st->path ? st->path : "", tg_jwt_strerror(status));
-        unauthenticated(st, tg_jwt_strerror(status), 1);
+        unauthenticated(st, tg_jwt_strerror(status), TG_AR_JWT + (int)status);
         return -1;
     }
     st->identity = identity_from(st, e);
@@ -590,7 +592,7 @@ int tg_auth_authorize(struct tg_stream *st, const struct tg_auth_target *t)
         if (t->method != TG_AM_RELOAD &&
             in_list(a->cfg->anonymous_models, a->cfg->n_anonymous_models, t->model))
             return 0;
-        unauthenticated(st, "missing bearer token", 0);
+        unauthenticated(st, "missing bearer token", TG_AR_MISSING_TOKEN);
         return -1;
     }
     if (!a->cfg->rbac)
@@ -606,7 +608,7 @@ int tg_auth_authorize(struct tg_stream *st, const struct tg_auth_target *t)
         st->audit->denied = 1;
         st->audit->reason = "no rule grants it";
     }
-    tg_metrics_event(TG_EV_AUTH_DENIED);
+    tg_metrics_auth_refusal(TG_AR_DENIED);
     tg_log(TG_LOG_INFO, "auth", "denied subject=%.100s %s model=%.200s", id->subject,
            tg_auth_method_name(t->method), t->model);
     if (tg_stream_is_grpc(st) && st->http2)

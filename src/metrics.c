@@ -11,6 +11,7 @@
 #include "tfgate/common.h"
 #include "tfgate/config.h"
 #include "tfgate/conn.h"
+#include "tfgate/jwt.h"
 #include "tfgate/metrics.h"
 #include "tfgate/pool.h"
 #include "tfgate/stream.h"
@@ -81,6 +82,27 @@ static atomic_uint seen_models;
 void tg_metrics_event(enum tg_metric_event ev)
 {
     atomic_fetch_add_explicit(&events[ev], 1, memory_order_relaxed);
+}
+
+_Static_assert(TG_AR_COUNT == TG_AR_JWT + TG_JWT_EAUD + 1, "a JWT status without a label");
+static atomic_ullong refusals[TG_AR_COUNT];
+/* label values, in enum tg_auth_refusal order and then enum tg_jwt_status's */
+static const char *const refusal_names[TG_AR_COUNT] = {
+    "missing_token", "bad_authorization", "keys_unavailable", "denied",
+    "token_ok",      "token_too_large",   "malformed_token",  "algorithm_not_accepted",
+    "unknown_key",   "bad_signature",     "no_exp",           "expired",
+    "not_yet_valid", "wrong_issuer",      "wrong_audience",
+};
+
+void tg_metrics_auth_refusal(int reason)
+{
+    if (reason < 0 || reason >= TG_AR_COUNT)
+        return;
+    atomic_fetch_add_explicit(&refusals[reason], 1, memory_order_relaxed);
+    tg_metrics_event(reason == TG_AR_MISSING_TOKEN      ? TG_EV_AUTH_MISSING
+                     : reason == TG_AR_KEYS_UNAVAILABLE ? TG_EV_AUTH_NOKEYS
+                     : reason == TG_AR_DENIED           ? TG_EV_AUTH_DENIED
+                                                        : TG_EV_AUTH_INVALID);
 }
 
 void tg_metrics_shard_new(struct tg_worker *w, const struct tg_config *c)
@@ -500,6 +522,13 @@ static void render_events(struct out *o)
         for (int i = 0; fams[f].ev[i] >= 0; i++)
             put(o, "%s{%s=\"%s\"} %llu\n", fams[f].name, fams[f].label, values[fams[f].ev[i]],
                 (unsigned long long)atomic_load(&events[fams[f].ev[i]]));
+    }
+    put(o, "# HELP tfgate_auth_refusals_total Callers refused, by reason.\n"
+           "# TYPE tfgate_auth_refusals_total counter\n");
+    for (int i = 0; i < TG_AR_COUNT; i++) {
+        if (i != TG_AR_JWT) /* TG_JWT_OK is not a refusal */
+            put(o, "tfgate_auth_refusals_total{reason=\"%s\"} %llu\n", refusal_names[i],
+                (unsigned long long)atomic_load(&refusals[i]));
     }
     static const struct {
         const char *name, *help;

@@ -54,6 +54,19 @@ enum tg_metric_event {
 /* Counts one event. Any thread. */
 void tg_metrics_event(enum tg_metric_event ev);
 
+/* Why a caller was refused, finer than the auth events: tfgate_auth_refusals_total{reason}.
+ * TG_AR_JWT + an enum tg_jwt_status (jwt.h) for a token that did not verify. */
+enum tg_auth_refusal {
+    TG_AR_MISSING_TOKEN = 0,
+    TG_AR_BAD_AUTHORIZATION, /* two Authorization headers, or not the Bearer scheme */
+    TG_AR_KEYS_UNAVAILABLE,
+    TG_AR_DENIED, /* RBAC */
+    TG_AR_JWT,
+    TG_AR_COUNT = TG_AR_JWT + 11,
+};
+/* Counts one refusal (and the matching coarse auth event). Any thread. */
+void tg_metrics_auth_refusal(int reason);
+
 /* Counts a finished request (protocol, the model and method the handler recorded on the
  * stream, its HTTP status or gRPC status, its latency). The stream's worker's thread. */
 void tg_metrics_request(struct tg_stream *st);

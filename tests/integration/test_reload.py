@@ -276,6 +276,16 @@ class TestReload(Base):
             self.assertEqual(e.exception.code(), grpc.StatusCode.UNAUTHENTICATED)
             r = stub.Predict(predict(), timeout=5, metadata=[("authorization", "Bearer " + token(["ml"]))])
             self.assertEqual(list(r.outputs["y"].float_val), [2.5])
+        expired = jwt.encode({"iss": ISS, "sub": "u", "exp": now - 600, "roles": ["ml"]}, SECRET,
+                             algorithm="HS256", headers={"kid": "k1"})
+        self.assertEqual(self.rest(headers=["Authorization: Bearer " + expired])[0], 401)
+        self.assertEqual(self.rest(headers=["Authorization: Basic dTpw"])[0], 401)
+        # each refusal under its reason (REST and gRPC alike)
+        reasons = {r: self.counter("tfgate_auth_refusals_total", reason=r)
+                   for r in ("missing_token", "denied", "expired", "bad_authorization", "bad_signature")}
+        self.assertEqual(reasons, {"missing_token": 2, "denied": 1, "expired": 1, "bad_authorization": 1,
+                                   "bad_signature": 0})
+        self.assertEqual(self.counter("tfgate_auth_total", result="invalid_token"), 2)
         self.reload(self.cfg())
         self.assertEqual(self.rest()[0], 200)
 
