@@ -103,12 +103,12 @@ int main(int argc, char **argv)
                 tg_log(TG_LOG_ERROR, "main",
                        "reload rejected, still serving configuration %llu: %s",
                        (unsigned long long)gw.gen->id, err);
-                tg_metrics_event(TG_EV_RELOAD_FAILED);
+                tg_metrics_reload(0);
                 if (tg_access_log_reopen() != 0) /* log rotation works all the same */
                     tg_log(TG_LOG_WARN, "main", "access_log: %s; still writing the old file",
                            strerror(errno));
             } else {
-                tg_metrics_event(TG_EV_RELOAD_OK);
+                tg_metrics_reload(1);
             }
             continue;
         }

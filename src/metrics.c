@@ -86,6 +86,13 @@ void tg_metrics_event(enum tg_metric_event ev)
 
 _Static_assert(TG_AR_COUNT == TG_AR_JWT + TG_JWT_EAUD + 1, "a JWT status without a label");
 static atomic_ullong refusals[TG_AR_COUNT];
+static atomic_int last_reload_ok = 1;
+
+void tg_metrics_reload(int ok)
+{
+    tg_metrics_event(ok ? TG_EV_RELOAD_OK : TG_EV_RELOAD_FAILED);
+    atomic_store(&last_reload_ok, ok != 0);
+}
 /* label values, in enum tg_auth_refusal order and then enum tg_jwt_status's */
 static const char *const refusal_names[TG_AR_COUNT] = {
     "missing_token", "bad_authorization", "keys_unavailable", "denied",
@@ -492,7 +499,7 @@ static void render_requests(struct tg_worker *w, struct out *o)
     free(hall);
 }
 
-static void render_events(struct out *o)
+static void render_events(struct tg_gen *gen, struct out *o)
 {
     static const struct {
         const char *name, *help, *label;
@@ -556,6 +563,16 @@ static void render_events(struct out *o)
         "tfgate_config_reloads_total{result=\"failed\"} %llu\n",
         (unsigned long long)atomic_load(&events[TG_EV_RELOAD_OK]),
         (unsigned long long)atomic_load(&events[TG_EV_RELOAD_FAILED]));
+    put(o,
+        "# HELP tfgate_config_last_reload_successful 0 while the last SIGHUP reload was rejected "
+        "(the previous configuration serves).\n"
+        "# TYPE tfgate_config_last_reload_successful gauge\n"
+        "tfgate_config_last_reload_successful %d\n"
+        "# HELP tfgate_config_generation The configuration serving new requests: 1 at start, +1 "
+        "per successful reload.\n"
+        "# TYPE tfgate_config_generation gauge\n"
+        "tfgate_config_generation %llu\n",
+        atomic_load(&last_reload_ok), (unsigned long long)gen->id);
 }
 
 static void render_pools(struct tg_worker *w, struct tg_gen *gen, struct out *o)
@@ -611,7 +628,7 @@ char *tg_metrics_render(struct tg_worker *w, struct tg_gen *gen, struct tg_arena
 {
     struct out o = {tg_xmalloc(16384), 0, 16384};
     render_requests(w, &o);
-    render_events(&o);
+    render_events(gen, &o);
     render_pools(w, gen, &o);
     char *text = tg_arena_alloc(arena, o.n + 1, 1);
     memcpy(text, o.p, o.n);

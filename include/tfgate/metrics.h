@@ -64,6 +64,9 @@ enum tg_auth_refusal {
     TG_AR_JWT,
     TG_AR_COUNT = TG_AR_JWT + 11,
 };
+/* A SIGHUP reload succeeded (|ok|) or was rejected. Main thread. */
+void tg_metrics_reload(int ok);
+
 /* Counts one refusal (and the matching coarse auth event). Any thread. */
 void tg_metrics_auth_refusal(int reason);
 

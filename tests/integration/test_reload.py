@@ -228,9 +228,13 @@ class TestReload(Base):
                 self.assertEqual(self.counter("tfgate_config_reloads_total", result="failed"), i + 1)
         finally:
             busy.close()
+        self.assertEqual(self.counter("tfgate_config_last_reload_successful"), 0)
+        self.assertEqual(self.counter("tfgate_config_generation"), 1)
         self.reload(self.cfg("b"))
         self.assertEqual(self.rest()[0], 200)
         self.assertEqual(self.calls("b"), 1)
+        self.assertEqual(self.counter("tfgate_config_last_reload_successful"), 1)
+        self.assertEqual(self.counter("tfgate_config_generation"), 2)
         self.assertIsNotNone(self.gw.wait_stderr(r"reload: configuration 2 from"))
 
     def test_listeners_come_and_go(self):
