@@ -1,7 +1,9 @@
 /*
  * ratelimit.c - see ratelimit.h.
  */
+#include <arpa/inet.h>
 #include <math.h>
+#include <netdb.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -280,7 +282,9 @@ struct rl_redis {
     char *host; /* where it connects (a reload naming another server replaces it) */
     int port;
     int fail_closed;
-    int closing;           /* timers still closing after stop; the last frees it */
+    int closing; /* timers closing (and a lookup finishing) after stop; the last frees it */
+    uv_getaddrinfo_t dns; /* a name is looked up on libuv's threadpool, never on the loop */
+    int resolving;
     redisAsyncContext *ac; /* NULL while disconnected */
     int connected;
     int stopping;
@@ -465,9 +469,9 @@ static void on_connect_timeout(uv_timer_t *t)
     schedule_reconnect(r);
 }
 
-static void connect_redis(struct rl_redis *r)
+static void connect_to(struct rl_redis *r, const char *ip)
 {
-    redisAsyncContext *ac = redisAsyncConnect(r->host, r->port);
+    redisAsyncContext *ac = redisAsyncConnect(ip, r->port);
     if (ac == NULL || ac->err) {
         if (ac != NULL)
             redisAsyncFree(ac);
@@ -483,6 +487,62 @@ static void connect_redis(struct rl_redis *r)
     /* hiredis 0.14 watches the socket only once a command is queued */
     redisAsyncCommand(ac, on_ping, NULL, "PING");
     uv_timer_start(&r->connect_timeout, on_connect_timeout, CONNECT_TIMEOUT_MS, 0);
+}
+
+static void rl_redis_free(struct rl_redis *r)
+{
+    free(r->host);
+    free(r);
+}
+
+static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+{
+    struct rl_redis *r = req->data;
+    char ip[INET6_ADDRSTRLEN] = "";
+    r->resolving = 0;
+    /* an IPv4 address first: "localhost" lists ::1 first, and servers often bind IPv4 only */
+    const struct addrinfo *pick = res;
+    for (const struct addrinfo *a = res; status == 0 && a != NULL; a = a->ai_next) {
+        if (a->ai_family == AF_INET) {
+            pick = a;
+            break;
+        }
+    }
+    if (status == 0 && pick != NULL)
+        uv_ip_name(pick->ai_addr, ip, sizeof(ip));
+    uv_freeaddrinfo(res);
+    if (r->stopping) {
+        if (--r->closing == 0)
+            rl_redis_free(r);
+        return;
+    }
+    if (ip[0] == '\0') {
+        outage(r, status == 0 ? "has no address" : uv_strerror(status));
+        schedule_reconnect(r);
+        return;
+    }
+    connect_to(r, ip);
+}
+
+/* A numeric address connects at once; a name (a Kubernetes Service, say) is looked up first,
+ * off the loop: hiredis would resolve it with a blocking call. Looked up again on every
+ * attempt, so a moved server is found. */
+static void connect_redis(struct rl_redis *r)
+{
+    struct in6_addr a6;
+    struct in_addr a4;
+    if (inet_pton(AF_INET, r->host, &a4) == 1 || inet_pton(AF_INET6, r->host, &a6) == 1) {
+        connect_to(r, r->host);
+        return;
+    }
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+    r->dns.data = r;
+    if (uv_getaddrinfo(&r->w->loop, &r->dns, on_resolved, r->host, NULL, &hints) != 0) {
+        outage(r, "cannot be looked up");
+        schedule_reconnect(r);
+        return;
+    }
+    r->resolving = 1;
 }
 
 void tg_ratelimit_worker_update(struct tg_worker *w)
@@ -518,10 +578,8 @@ void tg_ratelimit_worker_update(struct tg_worker *w)
 static void on_timer_closed(uv_handle_t *h)
 {
     struct rl_redis *r = h->data;
-    if (--r->closing == 0) {
-        free(r->host);
-        free(r);
-    }
+    if (--r->closing == 0)
+        rl_redis_free(r);
 }
 
 void tg_ratelimit_worker_stop(struct tg_worker *w)
@@ -534,6 +592,10 @@ void tg_ratelimit_worker_stop(struct tg_worker *w)
     if (r->ac != NULL)
         redisAsyncFree(r->ac); /* pending callbacks run now with no reply; the adapter closes */
     r->ac = NULL;
+    if (r->resolving) { /* its callback still comes (cancelled or not) and frees last */
+        r->closing++;
+        uv_cancel((uv_req_t *)&r->dns);
+    }
     uv_timer_t *timers[] = {&r->reconnect, &r->poll, &r->connect_timeout};
     for (size_t i = 0; i < TG_ARRAY_SIZE(timers); i++) {
         uv_timer_stop(timers[i]);

@@ -181,5 +181,29 @@ class TestFailClosed(unittest.TestCase):
                 sim.stop()
 
 
+class TestRedisByName(unittest.TestCase):
+    def test_a_name_is_looked_up_off_the_loop(self):
+        tmp = tempfile.TemporaryDirectory()
+        sim, redis = harness.Sim(), harness.Redis()
+        limits = {"models": {"half_plus_two": {"rate": 0.01, "burst": 2}},
+                  "redis": {"address": "localhost:%d" % redis.port, "timeout_ms": 500}}
+        gw = harness.Gateway("--config", config(sim, tmp.name, "gw.json", limits))
+        try:
+            deadline = time.monotonic() + 10
+            codes = []
+            while 429 not in codes and time.monotonic() < deadline:
+                codes.append(rest(gw, "half_plus_two", "x")[0])
+                time.sleep(0.05)
+            self.assertEqual(codes[-3:], [200, 200, 429])
+            p = subprocess.run(["redis-cli", "-p", str(redis.port), "DBSIZE"], capture_output=True,
+                               text=True, timeout=10)
+            self.assertGreater(int(p.stdout), 0)  # Redis decided, found by its name
+        finally:
+            self.assertEqual(gw.stop(), 0, gw.stderr())
+            sim.stop()
+            redis.stop()
+            tmp.cleanup()
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)
