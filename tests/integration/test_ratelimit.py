@@ -205,5 +205,22 @@ class TestRedisByName(unittest.TestCase):
             tmp.cleanup()
 
 
+    def test_a_name_that_does_not_resolve_falls_back(self):
+        tmp = tempfile.TemporaryDirectory()
+        sim = harness.Sim()
+        limits = {"models": {"half_plus_two": {"rate": 0.01, "burst": 2}},
+                  "redis": {"address": "no-such-redis.invalid:6379", "on_failure": "local"}}
+        gw = harness.Gateway("--config", config(sim, tmp.name, "gw.json", limits))
+        try:
+            codes = [rest(gw, "half_plus_two", "x")[0] for _ in range(3)]
+            self.assertEqual(codes[:2], [200, 200])  # local buckets decide meanwhile
+            self.assertIsNotNone(gw.wait_stderr(r"Redis no-such-redis\.invalid:6379 .*local limits apply"),
+                                 gw.stderr())
+        finally:
+            self.assertEqual(gw.stop(), 0, gw.stderr())
+            sim.stop()
+            tmp.cleanup()
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)
