@@ -8,6 +8,7 @@
 #   bench/run.sh rest       REST (HTTP/2 and HTTP/1.1) vs gRPC through tfgate, small and large
 #   bench/run.sh auth       CPU per request with JWT (RS256 cached and uncached) vs none
 #   bench/run.sh spillover  GPU saturation spillover on vs off under overload
+#   bench/run.sh reload     gRPC load with a SIGHUP reload every 100 ms vs none; RSS over reloads
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh --bench
@@ -34,4 +35,7 @@ fi
 if [ "$what" = all ] || [ "$what" = spillover ]; then
   /usr/bin/python3 bench/load/bench_spillover.py --build build-release --plot docs/img/spillover.png \
     | tee bench/results/spillover.md
+fi
+if [ "$what" = all ] || [ "$what" = reload ]; then
+  /usr/bin/python3 bench/load/bench_reload.py --build build-release | tee bench/results/reload.md
 fi
