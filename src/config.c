@@ -53,6 +53,7 @@ const char tg_usage[] =
     "  --log-level LEVEL      error, warn, info (default) or debug\n"
     "  --config FILE          JSON configuration (README.md); excludes the flags above\n"
     "  --admin-listen ADDR    admin listener: /metrics (Prometheus), /healthz, /readyz;\n"
+    "                         a port alone (9901 or :9901) is on loopback (127.0.0.1);\n"
     "                         keep it on loopback (default: none)\n"
     "  --check-config         validate the configuration and exit (0 if valid)\n"
     "  --version, --help\n"
@@ -264,6 +265,25 @@ int tg_config_parse_address(const char *addr, char **host, int *port)
     }
     *port = (int)p;
     return 0;
+}
+
+int tg_config_parse_admin_address(const char *addr, char **host, int *port)
+{
+    char buf[16];
+    /* "9901" or ":9901": the port on loopback. The admin listener tells about the backends and
+     * the traffic; it is served to the outside only when an address says so. */
+    if (addr[0] != '\0' && strspn(addr, "0123456789") == strlen(addr) && strlen(addr) < 6) {
+        snprintf(buf, sizeof(buf), ":%s", addr);
+        addr = buf;
+    }
+    if (addr[0] == ':') {
+        if (tg_config_parse_address(addr, host, port) != 0)
+            return -1;
+        free(*host);
+        *host = tg_xstrdup("127.0.0.1");
+        return 0;
+    }
+    return tg_config_parse_address(addr, host, port);
 }
 
 /* ---- locating a path in the JSON text, for error positions ---- */
@@ -1310,8 +1330,8 @@ int tg_config_parse_json(const char *text, size_t len, const char *origin, struc
             free(addr);
             goto fail;
         }
-        int bad =
-            addr == NULL || tg_config_parse_address(addr, &cfg->admin_host, &cfg->admin_port) != 0;
+        int bad = addr == NULL ||
+                  tg_config_parse_admin_address(addr, &cfg->admin_host, &cfg->admin_port) != 0;
         free(addr);
         if (bad) {
             jfail(&c, "needs 'address': \"host:port\" (loopback is best)");
@@ -1452,8 +1472,8 @@ int tg_config_from_args(int argc, char **argv, struct tg_config **out,
         case OPT_ADMIN_LISTEN:
             free(admin_host);
             admin_host = NULL;
-            if (tg_config_parse_address(optarg, &admin_host, &admin_port) != 0) {
-                snprintf(err, errlen, "--admin-listen: '%s' is not host:port", optarg);
+            if (tg_config_parse_admin_address(optarg, &admin_host, &admin_port) != 0) {
+                snprintf(err, errlen, "--admin-listen: '%s' is not host:port or a port", optarg);
                 goto out;
             }
             break;

@@ -256,6 +256,9 @@ const struct tg_pool_cfg *tg_config_pool(const struct tg_config *c, const char *
 /* Parses "host:port", "[v6]:port" or ":port" (host "0.0.0.0"). Returns 0, or -1. |host| is
  * malloc'ed. */
 int tg_config_parse_address(const char *addr, char **host, int *port);
+/* The same for the admin listener, where a port alone ("9901" or ":9901") means loopback
+ * (127.0.0.1): it is exposed only when an address says so. */
+int tg_config_parse_admin_address(const char *addr, char **host, int *port);
 
 /* "predict" -> TG_AM_PREDICT, ...; 0 for an unknown name. */
 uint32_t tg_auth_method_from_name(const char *name);

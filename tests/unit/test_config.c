@@ -32,6 +32,23 @@ static void addresses(void **state)
     assert_int_equal(tg_config_parse_address("a:", &host, &port), -1);
     assert_int_equal(tg_config_parse_address("a", &host, &port), -1);
     assert_int_equal(tg_config_parse_address("a:1x", &host, &port), -1);
+    /* the admin listener: a port alone is on loopback */
+    const char *loop[] = {":9901", "9901"};
+    for (size_t i = 0; i < 2; i++) {
+        assert_int_equal(tg_config_parse_admin_address(loop[i], &host, &port), 0);
+        assert_string_equal(host, "127.0.0.1");
+        assert_int_equal(port, 9901);
+        free(host);
+    }
+    assert_int_equal(tg_config_parse_admin_address("0.0.0.0:9901", &host, &port), 0);
+    assert_string_equal(host, "0.0.0.0");
+    free(host);
+    assert_int_equal(tg_config_parse_admin_address("[::1]:9901", &host, &port), 0);
+    assert_string_equal(host, "::1");
+    free(host);
+    assert_int_equal(tg_config_parse_admin_address("99999", &host, &port), -1);
+    assert_int_equal(tg_config_parse_admin_address("", &host, &port), -1);
+    assert_int_equal(tg_config_parse_admin_address("x", &host, &port), -1);
 }
 
 static void json_defaults_and_routes(void **state)
