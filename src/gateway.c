@@ -219,11 +219,13 @@ struct tg_gen *tg_gen_new(struct tg_gateway *gw, struct tg_config *cfg, const st
             if (g->listeners[k] == l) /* "host:0" twice: two sockets */
                 l = NULL;
         }
-        if (l != NULL && l->fd >= 0)
-            tg_listener_ref(l);
-        else if ((l = open_listener(lc, key, err, errlen)) == NULL)
-            goto fail;
-        l->admin = admin;
+        if (l != NULL && l->fd >= 0) {
+            tg_listener_ref(l); /* the same socket: its role is in the key */
+        } else {
+            if ((l = open_listener(lc, key, err, errlen)) == NULL)
+                goto fail;
+            l->admin = admin;
+        }
         g->listeners[g->n_listeners++] = l;
     }
     g->pools = tg_pools_new(cfg, prev ? prev->pools : NULL, err, errlen);
