@@ -293,7 +293,7 @@ int tg_gateway_reload(struct tg_gateway *gw, int argc, char **argv, char *err, s
     if (g->config->workers != old->config->workers)
         tg_log(TG_LOG_WARN, "main", "reload: workers stays %zu (changing it to %u needs a restart)",
                gw->n_workers, g->config->workers);
-    atomic_store(&tg_log_level, g->config->log_level);
+    tg_log_set_level(g->config->log_level);
 
     for (size_t i = 0; i < gw->n_workers; i++)
         tg_worker_set_gen(gw->workers[i], g);

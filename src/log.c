@@ -76,7 +76,12 @@ static void grpc_log(gpr_log_func_args *args)
 void tg_log_capture_grpc(void)
 {
     gpr_set_log_function(grpc_log);
+    tg_log_set_level(atomic_load(&tg_log_level));
+}
+
+void tg_log_set_level(int level)
+{
+    atomic_store(&tg_log_level, level);
     /* below our level gRPC's lines would be formatted only to be dropped */
-    gpr_set_log_verbosity(tg_log_level >= TG_LOG_DEBUG ? GPR_LOG_SEVERITY_DEBUG
-                                                       : GPR_LOG_SEVERITY_ERROR);
+    gpr_set_log_verbosity(level >= TG_LOG_DEBUG ? GPR_LOG_SEVERITY_DEBUG : GPR_LOG_SEVERITY_ERROR);
 }

@@ -54,7 +54,7 @@ int main(int argc, char **argv)
         tg_config_unref(cfg);
         return 0;
     }
-    tg_log_level = cfg->log_level;
+    tg_log_set_level(cfg->log_level);
 
     /* Block the signals before any thread exists, so only sigtimedwait() below receives them. */
     sigemptyset(&sigs);

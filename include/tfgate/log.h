@@ -39,5 +39,7 @@ void tg_log_time(char *out);
 
 /* Routes gRPC core's own log lines through tg_log (call once, before grpc_init). */
 void tg_log_capture_grpc(void);
+/* Sets the level, gRPC core's verbosity with it (start-up and reload; any thread). */
+void tg_log_set_level(int level);
 
 #endif /* TG_LOG_H */
