@@ -759,29 +759,30 @@ int tg_tj_decode_examples(struct tg_arena *a, const struct tg_jval *body,
  */
 typedef unsigned __int128 u128;
 
+static const uint64_t pow10_u64[20] = {1ull,
+                                       10ull,
+                                       100ull,
+                                       1000ull,
+                                       10000ull,
+                                       100000ull,
+                                       1000000ull,
+                                       10000000ull,
+                                       100000000ull,
+                                       1000000000ull,
+                                       10000000000ull,
+                                       100000000000ull,
+                                       1000000000000ull,
+                                       10000000000000ull,
+                                       100000000000000ull,
+                                       1000000000000000ull,
+                                       10000000000000000ull,
+                                       100000000000000000ull,
+                                       1000000000000000000ull,
+                                       10000000000000000000ull};
+
 static u128 pow10_u128(int k) /* 0 <= k <= 38 */
 {
-    static const uint64_t p[20] = {1ull,
-                                   10ull,
-                                   100ull,
-                                   1000ull,
-                                   10000ull,
-                                   100000ull,
-                                   1000000ull,
-                                   10000000ull,
-                                   100000000ull,
-                                   1000000000ull,
-                                   10000000000ull,
-                                   100000000000ull,
-                                   1000000000000ull,
-                                   10000000000000ull,
-                                   100000000000000ull,
-                                   1000000000000000ull,
-                                   10000000000000000ull,
-                                   100000000000000000ull,
-                                   1000000000000000000ull,
-                                   10000000000000000000ull};
-    return k < 20 ? (u128)p[k] : (u128)p[19] * p[k - 19];
+    return k < 20 ? (u128)pow10_u64[k] : (u128)pow10_u64[19] * pow10_u64[k - 19];
 }
 
 /* m * 2^-s rounded half-even to |prec| digits: q in [10^(prec-1), 10^prec) and the decimal
@@ -792,6 +793,25 @@ static int round_digits(uint64_t m, int s, int prec, int e, uint64_t *q, int *e1
         int k = prec - 1 - e;
         if (k > 27 || k < -27)
             return -1;
+        if (k >= 0 && k <= 11 && s < 64) {
+            /* values from about 1e-3 to 1e5 at these precisions: m * 10^k < 2^24 * 10^11 fits
+             * 64 bits, so the same arithmetic without 128-bit multiplies */
+            uint64_t num = m * pow10_u64[k], r = num >> s, rem = num & ((UINT64_C(1) << s) - 1);
+            if (r >= pow10_u64[prec])
+                continue;
+            if (s > 0) { /* s == 0: an integer, nothing to round */
+                uint64_t half = UINT64_C(1) << (s - 1);
+                if (rem > half || (rem == half && (r & 1)))
+                    r++;
+            }
+            if (r == pow10_u64[prec]) {
+                r /= 10;
+                e++;
+            }
+            *q = r;
+            *e10 = e;
+            return 0;
+        }
         u128 num = (u128)m * (k > 0 ? pow10_u128(k) : 1), den, r, rem;
         if (k >= 0) { /* the common case: a power-of-two divisor */
             den = (u128)1 << s;
@@ -821,6 +841,14 @@ static int round_digits(uint64_t m, int s, int prec, int e, uint64_t *q, int *e1
 static int reads_back(uint64_t m, int s, uint64_t q, int prec, int e10)
 {
     int k = prec - 1 - e10; /* the decimal is q * 10^-k */
+    if (k > 0 && k <= 11 && s + 1 < 64 && q <= (UINT64_MAX >> (s + 1))) {
+        /* the same in 64 bits (2m * 10^k < 2^25 * 10^11 < 2^62) */
+        uint64_t dec = q << (s + 1), flt = 2 * m * pow10_u64[k], half = pow10_u64[k];
+        uint64_t diff = dec > flt ? dec - flt : flt - dec;
+        if (m == (UINT64_C(1) << 23) && dec < flt)
+            half /= 2;
+        return diff < half || (diff == half && (m & 1) == 0);
+    }
     /* scaled by 2^(s+1) * 10^max(k,0): the decimal, the float, and half its ulp */
     u128 dec = ((u128)q * (k < 0 ? pow10_u128(-k) : 1)) << (s + 1);
     u128 flt = (u128)(2 * m) * (k > 0 ? pow10_u128(k) : 1);
@@ -835,10 +863,17 @@ static int reads_back(uint64_t m, int s, uint64_t q, int prec, int e10)
  * has neither '.' nor 'e' (§3.8). */
 static size_t g_text(int neg, uint64_t q, int prec, int e10, char *out)
 {
+    static const char pairs[] = "00010203040506070809101112131415161718192021222324252627282930"
+                                "31323334353637383940414243444546474849505152535455565758596061"
+                                "62636465666768697071727374757677787980818283848586878889909192"
+                                "93949596979899";
     char dig[20];
     size_t n = 0;
-    for (int i = prec - 1; i >= 0; i--, q /= 10)
-        dig[i] = (char)('0' + q % 10);
+    int d = prec - 1;
+    for (; d >= 1; d -= 2, q /= 100)
+        memcpy(dig + d - 1, pairs + 2 * (q % 100), 2);
+    if (d == 0)
+        dig[0] = (char)('0' + q % 10);
     int nd = prec;
     while (nd > 1 && dig[nd - 1] == '0')
         nd--;
@@ -884,7 +919,10 @@ static int fast_format_float(float f, char *out, size_t *len)
         return -1; /* zero, subnormal, NaN/Inf, >= 2^24, or < 2^-67 */
     uint64_t m = (bits & 0x7fffff) | 0x800000;
     int s = 150 - bexp, e10, rb;
-    int est = (int)floor((double)(bexp - 127) * 0.30102999566398120); /* exact or one low */
+    /* floor(log10(2^(bexp-127))), exact or one low for the value: 78913 / 2^18 ~ log10 2 gives
+     * the exact floor for every float exponent (checked for -150..150); >> of a negative
+     * number is an arithmetic shift, i.e. floor, on GCC and Clang */
+    int est = ((bexp - 127) * 78913) >> 18;
     uint64_t q;
     if (round_digits(m, s, 6, est, &q, &e10) != 0 || (rb = reads_back(m, s, q, 6, e10)) < 0)
         return -1;
@@ -931,6 +969,15 @@ static void sb_put(struct sb *s, const char *d, size_t n)
     }
     memcpy(s->b + s->n, d, n);
     s->n += n;
+}
+
+/* Room for |n| bytes more, allocated once (a 2 MB answer grown by doubling was copied ~2x). */
+static void sb_reserve(struct sb *s, size_t n)
+{
+    if (s->n + n + 1 > s->cap) {
+        s->b = tg_xrealloc(s->b, s->n + n + 1);
+        s->cap = s->n + n + 1;
+    }
 }
 
 static void sb_puts(struct sb *s, const char *d)
@@ -1307,13 +1354,13 @@ static int cmp_entries(const void *x, const void *y)
     return strcmp((*a)->key ? (*a)->key : "", (*b)->key ? (*b)->key : "");
 }
 
+/* The text is handed to the arena as it is (no copy): the arena frees it. */
 static int finish_text(struct pw *w, struct tg_arena *a, char **out, size_t *out_len)
 {
-    char *text = tg_arena_alloc(a, w->out.n + 1, 1);
-    memcpy(text, w->out.b, w->out.n);
-    text[w->out.n] = '\0';
-    free(w->out.b);
-    *out = text;
+    sb_reserve(&w->out, 0); /* sb_put keeps a byte for the NUL; an empty sb has no buffer */
+    w->out.b[w->out.n] = '\0';
+    tg_arena_defer(a, free, w->out.b);
+    *out = w->out.b;
     *out_len = w->out.n;
     return 0;
 }
@@ -1352,6 +1399,11 @@ int tg_tj_encode_predict(struct tg_arena *a, const Tensorflow__Serving__PredictR
         }
     }
     w = tg_xcalloc(1, sizeof(*w));
+    size_t values = 0;
+    for (size_t i = 0; i < n; i++)
+        values += o[i].n;
+    /* about what a float takes ("0.123456789, "); a guess, the buffer still grows if needed */
+    sb_reserve(&w->out, values < ((size_t)1 << 40) ? values * 13 + 256 : 256);
     pw_start(w, 0);
     if (row) {
         int64_t batch = o[0].dims[0];
