@@ -68,19 +68,11 @@ def free_port():
     return p
 
 
-def rss_kb(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
-
-
 def idle_connections_memory(pid, port, n):
     """RSS growth of |pid| per idle HTTP/2 connection (client preface + SETTINGS, then idle)."""
     preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
     time.sleep(0.3)
-    before = rss_kb(pid)
+    before = benchlib.rss_kb(pid)
     socks = []
     try:
         for _ in range(n):
@@ -95,7 +87,7 @@ def idle_connections_memory(pid, port, n):
             except OSError:
                 pass
         time.sleep(0.5)
-        after = rss_kb(pid)
+        after = benchlib.rss_kb(pid)
     finally:
         for s in socks:
             s.close()
@@ -172,7 +164,7 @@ def main():
             # memory first, on fresh processes: after the load runs the heaps hold free memory
             # that new connections would reuse, and the growth would read as zero
             for tname, pid, port in targets[1:]:
-                memory.append((tname, rss_kb(pid), idle_connections_memory(pid, port, a.conns)))
+                memory.append((tname, benchlib.rss_kb(pid), idle_connections_memory(pid, port, a.conns)))
             cases = [("small Predict (4 floats)", small, a.n, 4, 32),
                      ("large Predict (224x224x3 floats)", large, max(1000, a.n // 30), 4, 4)]
             for cname, body, n, c, m in cases:

@@ -24,14 +24,6 @@ import benchlib  # noqa: E402
 from benchlib import GRPC_HEADERS, PREDICT, harness  # noqa: E402
 
 
-def rss_kb(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
-
-
 def reloads_done(admin):
     import urllib.request
     text = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % admin, timeout=10).read().decode()
@@ -99,12 +91,12 @@ def main():
                 rows.append((label, benchlib.median_run(rs)))
             # memory: idle reloads
             time.sleep(1)
-            memory.append(("after warm-up and the load runs", rss_kb(gw.pid)))
+            memory.append(("after warm-up and the load runs", benchlib.rss_kb(gw.pid)))
             for k in range(2):
                 for i in range(a.reloads):
                     reload("b" if i % 2 else "a")
                 time.sleep(1)  # the main thread frees retired configurations within 200 ms
-                memory.append(("after %d more idle reloads" % a.reloads, rss_kb(gw.pid)))
+                memory.append(("after %d more idle reloads" % a.reloads, benchlib.rss_kb(gw.pid)))
         finally:
             gw.stop()
             sim.stop()

@@ -44,6 +44,15 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def rss_kb(pid):
+    """Resident memory of a process, in KiB."""
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
 def h2load(url, body_path, n, c, m, headers=(), extra=()):
     """Runs h2load; returns req/s, p50/p99 latency (ms, from its per-request log) and counts."""
     with tempfile.NamedTemporaryFile(prefix="h2load-", suffix=".log", delete=False) as lf:
