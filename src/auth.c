@@ -56,6 +56,19 @@ static int open_audit(const char *path)
     return open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
 }
 
+void tg_auth_reopen_audit(struct tg_auth *a)
+{
+    if (a == NULL || a->audit_fd < 0 || strcmp(a->cfg->audit_log, "-") == 0)
+        return;
+    /* the new file takes the old descriptor's number: writers never see a closed one */
+    int fd = open_audit(a->cfg->audit_log);
+    if (fd < 0 || dup2(fd, a->audit_fd) < 0)
+        tg_log(TG_LOG_WARN, "auth", "audit_log %s: %s; still writing the old file",
+               a->cfg->audit_log, strerror(errno));
+    if (fd >= 0)
+        close(fd);
+}
+
 /* ---- providers ---- */
 
 static void keys_changed(void *arg)

@@ -16,6 +16,7 @@
 #include <openssl/crypto.h>
 
 #include "tfgate/accesslog.h"
+#include "tfgate/auth.h"
 #include "tfgate/common.h"
 #include "tfgate/config.h"
 #include "tfgate/gateway.h"
@@ -107,6 +108,7 @@ int main(int argc, char **argv)
                 if (tg_access_log_reopen() != 0) /* log rotation works all the same */
                     tg_log(TG_LOG_WARN, "main", "access_log: %s; still writing the old file",
                            strerror(errno));
+                tg_auth_reopen_audit(gw.gen->auth);
             } else {
                 tg_metrics_reload(1);
             }

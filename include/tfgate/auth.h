@@ -50,6 +50,9 @@ struct tg_auth *tg_auth_new(const struct tg_auth_cfg *cfg, const struct tg_auth 
                             size_t errlen);
 /* Main thread, once no stream uses |a| (worker.h: generations). */
 void tg_auth_free(struct tg_auth *a);
+/* Reopens the audit log's path in place (log rotation when a reload was rejected: an accepted
+ * one opens it anew). Main thread; NULL: no-op. */
+void tg_auth_reopen_audit(struct tg_auth *a);
 
 /* Loop thread. Returns 0 with st->identity set, or -1 after answering the stream. */
 int tg_auth_authenticate(struct tg_stream *st);

@@ -293,6 +293,27 @@ class TestReload(Base):
         self.reload(self.cfg())
         self.assertEqual(self.rest()[0], 200)
 
+    def test_logs_rotate_on_sighup_even_when_the_reload_is_rejected(self):
+        access, audit = (os.path.join(self.tmp.name, n) for n in ("access.jsonl", "audit.jsonl"))
+        k = base64.urlsafe_b64encode(SECRET).rstrip(b"=").decode()
+        auth = {"providers": [{"issuer": ISS, "keys": [{"kty": "oct", "kid": "k1", "k": k}]}],
+                "anonymous_models": ["half_plus_two"], "audit_log": audit}
+        self.reload(self.cfg(access_log=access, auth=auth))
+        self.assertEqual(self.rest()[0], 200)
+        for path in (access, audit):  # what logrotate does before it signals
+            os.rename(path, path + ".1")
+        with open(self.path, "w") as f:
+            f.write("{broken")
+        self.reload(expect="failed")
+        self.assertEqual(self.rest()[0], 200)
+        for path in (access, audit):
+            deadline = time.monotonic() + 5
+            while not (os.path.exists(path) and os.path.getsize(path) > 0):
+                self.assertLess(time.monotonic(), deadline, path + " was not reopened")
+                time.sleep(0.02)
+            with open(path + ".1") as f:
+                self.assertEqual(sum(1 for l in f if "half_plus_two" in l), 1)
+
     def test_access_log_moves_and_log_level_changes(self):
         logs = [os.path.join(self.tmp.name, n) for n in ("one.jsonl", "two.jsonl")]
 
