@@ -222,7 +222,7 @@ void tg_health_stop(struct prober *pr)
 
 /* ---- grpc.health.v1.Health ---- */
 
-enum { UNKNOWN = 0, SERVING = 1, NOT_SERVING = 2 };
+enum { UNKNOWN = 0, SERVING = 1, NOT_SERVING = 2, SERVICE_UNKNOWN = 3 };
 
 static const char check_path[] = "/grpc.health.v1.Health/Check";
 static const char watch_path[] = "/grpc.health.v1.Health/Watch";
@@ -287,6 +287,89 @@ static uint64_t small_body(struct tg_stream *st)
     return 5 + 1024; /* a service name */
 }
 
+/* ---- Watch: a stream per watcher, a message whenever the status changes ---- */
+
+struct watch {
+    struct tg_stream *st;
+    const char *service; /* in the stream's arena */
+    int last;            /* the status last sent */
+    struct watch *prev, *next;
+};
+
+static int watch_status(struct tg_stream *st, const char *service)
+{
+    if (service[0] == '\0')
+        return SERVING;
+    int s = model_status(st, service);
+    return s < 0 ? SERVICE_UNKNOWN : s; /* unknown: said, and watched on (the protocol) */
+}
+
+static void send_status(struct watch *wt, int status)
+{
+    const uint8_t msg[] = {0, 0, 0, 0, 2, 0x08, (uint8_t)status};
+    if (tg_stream_push(wt->st, msg, sizeof(msg)) == 0)
+        wt->last = status;
+}
+
+static void unwatch(struct watch *wt)
+{
+    struct tg_worker *w = wt->st->w;
+    if (wt->prev)
+        wt->prev->next = wt->next;
+    else if (w->watches == wt)
+        w->watches = wt->next;
+    else
+        return; /* not linked */
+    if (wt->next)
+        wt->next->prev = wt->prev;
+    wt->prev = wt->next = NULL;
+}
+
+static void start_watch(struct tg_stream *st, const char *service)
+{
+    struct tg_worker *w = st->w;
+    struct watch *wt = TG_ARENA_NEW(&st->arena, struct watch);
+    wt->st = st;
+    wt->service = tg_arena_strndup(&st->arena, service, strlen(service));
+    st->hdata = wt;
+    st->status = 200;
+    tg_stream_add_resp_header(st, "content-type", "application/grpc", 16);
+    if (tg_stream_stream_begin(st) != 0)
+        return;
+    send_status(wt, watch_status(st, wt->service));
+    wt->next = w->watches;
+    if (w->watches)
+        w->watches->prev = wt;
+    w->watches = wt;
+}
+
+static void on_close(struct tg_stream *st)
+{
+    if (st->hdata != NULL)
+        unwatch(st->hdata);
+}
+
+void tg_health_tick(struct tg_worker *w)
+{
+    for (struct watch *wt = w->watches; wt != NULL; wt = wt->next) {
+        /* a watch outlives reloads: it follows the current configuration and lets the one it
+         * started with go */
+        tg_stream_take_current_gen(wt->st);
+        int s = watch_status(wt->st, wt->service);
+        if (s != wt->last)
+            send_status(wt, s);
+    }
+}
+
+void tg_health_drain(struct tg_worker *w)
+{
+    while (w->watches != NULL) {
+        struct watch *wt = w->watches;
+        unwatch(wt);
+        tg_stream_stream_end(wt->st, GRPC_STATUS_UNAVAILABLE, "tfgate: shutting down");
+    }
+}
+
 static void on_request(struct tg_stream *st)
 {
     const uint8_t *msg;
@@ -325,6 +408,12 @@ static void on_request(struct tg_stream *st)
         }
         pos += n;
     }
+    int watch = st->path_len == sizeof(watch_path) - 1 &&
+                memcmp(st->path, watch_path, st->path_len) == 0 && st->http2;
+    if (watch) {
+        start_watch(st, service);
+        return;
+    }
     int status = service[0] == '\0' ? SERVING : model_status(st, service);
     if (status < 0) {
         tg_stream_respond_grpc_status(st, GRPC_STATUS_NOT_FOUND, "unknown service");
@@ -341,4 +430,4 @@ static void on_request(struct tg_stream *st)
     tg_stream_respond(st);
 }
 
-const struct tg_handler tg_health_handler = {"health", small_body, on_request, NULL, 0};
+const struct tg_handler tg_health_handler = {"health", small_body, on_request, on_close, 0};

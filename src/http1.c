@@ -416,12 +416,20 @@ static void h1_dispose(struct tg_conn *c)
     c->proto = NULL;
 }
 
+/* Streamed responses are gRPC's, HTTP/2 only (tg_stream_stream_begin refuses HTTP/1.1). */
+static void h1_resume(struct tg_conn *c, struct tg_stream *st)
+{
+    (void)c;
+    (void)st;
+}
+
 const struct tg_proto_ops tg_h1_ops = {
     .name = "http/1.1",
     .on_data = h1_on_data,
     .produce = h1_produce,
     .finished = h1_finished,
     .submit = h1_submit,
+    .resume = h1_resume,
     .drain = h1_drain,
     .tick = h1_tick,
     .dispose = h1_dispose,

@@ -128,6 +128,17 @@ static ssize_t read_body(nghttp2_session *s, int32_t id, uint8_t *buf, size_t le
 {
     (void)user;
     struct tg_stream *st = source->ptr;
+    if (st->streaming) { /* what was pushed so far; deferred until more comes or it ends */
+        size_t n = tg_buf_size(&st->stream_out) < len ? tg_buf_size(&st->stream_out) : len;
+        if (n > 0) {
+            memcpy(buf, tg_buf_data(&st->stream_out), n);
+            tg_buf_consume(&st->stream_out, n);
+            return (ssize_t)n;
+        }
+        if (!st->stream_ended)
+            return NGHTTP2_ERR_DEFERRED;
+        st->resp_body_off = st->resp_body_len = 0; /* all sent: the trailers below */
+    }
     size_t left = st->resp_body_len - st->resp_body_off;
     size_t n = left < len ? left : len;
 
@@ -184,6 +195,13 @@ static void h2_submit(struct tg_conn *c, struct tg_stream *st)
     if (rv != 0)
         tg_log(TG_LOG_WARN, "h2", "conn=%llu stream=%d submit_response: %s",
                (unsigned long long)c->id, st->id, nghttp2_strerror(rv));
+}
+
+static void h2_resume(struct tg_conn *c, struct tg_stream *st)
+{
+    struct tg_h2 *h2 = c->proto;
+    nghttp2_session_resume_data(h2->session, st->id); /* not deferred yet: harmless */
+    tg_worker_mark_dirty(c->w, c);
 }
 
 static int h2_on_data(struct tg_conn *c, const uint8_t *data, size_t len)
@@ -275,6 +293,7 @@ const struct tg_proto_ops tg_h2_ops = {
     .produce = h2_produce,
     .finished = h2_finished,
     .submit = h2_submit,
+    .resume = h2_resume,
     .drain = h2_drain,
     .tick = h2_tick,
     .dispose = h2_dispose,

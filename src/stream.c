@@ -55,6 +55,7 @@ void tg_stream_unref(struct tg_stream *st)
     struct tg_wgen *wg = st->wg;
     tg_arena_dispose(&st->arena);
     tg_buf_dispose(&st->body);
+    tg_buf_dispose(&st->stream_out);
     free(st);
     tg_worker_release(w, wg); /* the last one lets a retired generation go */
 }
@@ -281,7 +282,7 @@ void tg_stream_request_done(struct tg_stream *st)
  * when it is answered, or when the client leaves first (|gone|). */
 static void account(struct tg_stream *st, int gone)
 {
-    if (st->accounted || st->responded)
+    if (st->accounted || (st->responded && !st->streaming))
         return;
     st->accounted = 1;
     if (st->audit != NULL)
@@ -325,6 +326,59 @@ void tg_stream_respond(struct tg_stream *st)
     st->responded = 1;
     st->conn->ops->submit(st->conn, st);
     tg_worker_mark_dirty(st->w, st->conn);
+}
+
+void tg_stream_take_current_gen(struct tg_stream *st)
+{
+    if (st->wg == st->w->cur)
+        return;
+    struct tg_wgen *old = st->wg;
+    st->wg = tg_worker_use(st->w);
+    st->gen = st->wg->gen;
+    st->limits = &st->gen->config->limits;
+    tg_worker_release(st->w, old);
+}
+
+#define STREAM_QUEUE_MAX (64 * 1024)
+
+int tg_stream_stream_begin(struct tg_stream *st)
+{
+    if (!st->http2 || st->conn == NULL || st->responded)
+        return -1;
+    st->streaming = 1;
+    st->has_trailers = 1;
+    tg_buf_init(&st->stream_out, STREAM_QUEUE_MAX);
+    st->responded = 1;
+    st->conn->ops->submit(st->conn, st);
+    tg_worker_mark_dirty(st->w, st->conn);
+    return 0;
+}
+
+int tg_stream_push(struct tg_stream *st, const uint8_t *data, size_t len)
+{
+    if (!st->streaming || st->stream_ended || st->conn == NULL ||
+        tg_buf_append(&st->stream_out, data, len) != 0)
+        return -1;
+    st->conn->ops->resume(st->conn, st);
+    return 0;
+}
+
+void tg_stream_stream_end(struct tg_stream *st, int grpc_status, const char *message)
+{
+    char code[16];
+    if (!st->streaming || st->stream_ended)
+        return;
+    snprintf(code, sizeof(code), "%d", grpc_status);
+    tg_stream_add_trailer(st, "grpc-status", code, strlen(code));
+    if (message != NULL && message[0] != '\0') {
+        size_t mlen = strlen(message);
+        char *enc = tg_arena_alloc(&st->arena, 3 * mlen + 1, 1);
+        tg_stream_add_trailer(st, "grpc-message", enc, tg_grpc_percent_encode(message, mlen, enc));
+    }
+    st->stream_ended = 1;
+    account(st, 0);
+    if (st->conn != NULL)
+        st->conn->ops->resume(st->conn, st);
 }
 
 void tg_stream_respond_grpc_status(struct tg_stream *st, int grpc_status, const char *message)

@@ -315,6 +315,7 @@ static void on_tick(uv_timer_t *t)
         c->ops->tick(c, now);
         tg_worker_mark_dirty(w, c);
     }
+    tg_health_tick(w);
     if (w->draining)
         maybe_finish(w);
 }
@@ -392,6 +393,7 @@ static void on_drain(struct tg_msg *msg)
     if (w->cur->prober != NULL)
         tg_health_stop(w->cur->prober);
     w->cur->prober = NULL;
+    tg_health_drain(w);
     for (struct tg_conn *c = w->conns; c != NULL; c = c->next) {
         if (c->state == TG_CONN_ACTIVE && !c->closing)
             c->ops->drain(c);

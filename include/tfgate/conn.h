@@ -33,6 +33,8 @@ struct tg_proto_ops {
     int (*finished)(struct tg_conn *c);
     /* A stream's response is ready (tg_stream_respond). */
     void (*submit)(struct tg_conn *c, struct tg_stream *st);
+    /* A streamed response has more to send (tg_stream_push, tg_stream_stream_end). */
+    void (*resume)(struct tg_conn *c, struct tg_stream *st);
     /* Graceful shutdown: GOAWAY, or Connection: close on the next response. */
     void (*drain)(struct tg_conn *c);
     /* Once a second: timeouts. */

@@ -14,10 +14,12 @@
  * Service: grpc.health.v1.Health/Check and /Watch (gRPC's standard health protocol), answered
  * from the probes for the service names "model", "model:version" and "model:label" (a label
  * is answered like the model: GetModelStatus does not resolve labels), and "" for the gateway
- * itself. A model no probe covers is NOT_FOUND, as the protocol says. SERVING means some
- * replica of a pool the model is routed to (its pool, batch pool, fallbacks) serves it and is
- * not ejected. Watch sends the current status and ends the stream (this gateway does not
- * stream responses yet); gRPC's health clients then watch again.
+ * itself. A model no probe covers is NOT_FOUND for Check, as the protocol says. SERVING means
+ * some replica of a pool the model is routed to (its pool, batch pool, fallbacks) serves it
+ * and is not ejected. Watch streams: the current status at once (SERVICE_UNKNOWN for a model
+ * no probe covers), then a message whenever it changes (looked at on every worker tick,
+ * limits.sweep_interval_ms); the stream follows reloads and ends with UNAVAILABLE when the
+ * gateway drains.
  *
  * Threading: prober on worker 0's loop thread; the handler on any worker's.
  */
@@ -40,6 +42,11 @@ struct prober *tg_health_start(struct tg_worker *w, struct tg_wgen *wg);
 void tg_health_stop(struct prober *pr);
 
 extern const struct tg_handler tg_health_handler;
+
+/* Worker tick: sends Watch streams their status when it changed. Loop thread. */
+void tg_health_tick(struct tg_worker *w);
+/* Drain: ends every Watch stream of the worker (UNAVAILABLE), so the drain can finish. */
+void tg_health_drain(struct tg_worker *w);
 
 /* 1 if |path| is the health service's. */
 int tg_health_path(const char *path, size_t len);

@@ -107,6 +107,11 @@ struct tg_stream {
     size_t trailers_cap;
     int has_trailers;  /* send trailers after the body (gRPC) */
     int trailers_only; /* gRPC: one HEADERS frame with END_STREAM, no body */
+    /* server streaming (tg_stream_stream_begin): messages queued here until the protocol
+     * takes them; the trailers go once |stream_ended| and the queue is empty */
+    int streaming;
+    int stream_ended;
+    struct tg_buf stream_out;
 
     struct tg_stream *next; /* the connection's list */
 };
@@ -145,6 +150,19 @@ void tg_stream_add_resp_header(struct tg_stream *st, const char *name, const cha
 void tg_stream_add_trailer(struct tg_stream *st, const char *name, const char *value, size_t vlen);
 /* Hands the response to the protocol. No-op on a detached stream. */
 void tg_stream_respond(struct tg_stream *st);
+
+/* gRPC server streaming, HTTP/2 only (-1 on HTTP/1.1, nothing sent): sends the response
+ * headers (st->status and resp_headers, set by the caller) now; then each tg_stream_push
+ * queues framed message bytes (at most 64 KiB waiting: -1 beyond, nothing queued), and
+ * tg_stream_stream_end sends the status in trailers. Metrics and the access log count the
+ * stream when it ends. */
+int tg_stream_stream_begin(struct tg_stream *st);
+int tg_stream_push(struct tg_stream *st, const uint8_t *data, size_t len);
+void tg_stream_stream_end(struct tg_stream *st, int grpc_status, const char *message);
+
+/* A long-lived stream that keeps nothing of its configuration (a health Watch) moves to the
+ * worker's current generation, so the one it started with can be freed after a reload. */
+void tg_stream_take_current_gen(struct tg_stream *st);
 
 /* Answers |err| (a TG_E*) in the client's protocol: for gRPC a trailers-only response with
  * grpc-status and grpc-message; otherwise the HTTP status with {"error": message}.

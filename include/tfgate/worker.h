@@ -35,6 +35,7 @@ struct tg_auth_cache;
 struct tg_ratelimit;
 struct rl_redis;
 struct prober;
+struct watch;
 struct tg_lpoll;
 struct tg_metrics_shard;
 
@@ -155,6 +156,7 @@ struct tg_worker {
     struct tg_auth_cache *auth_cache; /* verified tokens (auth.c) */
     struct rl_redis *rl_redis;        /* the Redis connection of the rate limits (ratelimit.c) */
     struct tg_metrics_shard *metrics; /* this worker's request series (metrics.c) */
+    struct watch *watches;            /* grpc.health.v1 Watch streams (health.c) */
 
     int draining;
     uint64_t drain_deadline_ms;

@@ -369,6 +369,19 @@ class TestReload(Base):
             for r in redis:
                 r.stop()
 
+    def test_a_health_watch_does_not_hold_its_configuration(self):
+        self.reload(self.cfg(log_level="debug"))
+        with self.gw.channel() as ch:
+            updates = ch.unary_stream("/grpc.health.v1.Health/Watch")(b"", timeout=30)
+            self.assertEqual(next(updates), b"\x08\x01")  # SERVING
+            self.reload(self.cfg("b", log_level="debug"))
+            self.reload(self.cfg("a", log_level="debug"))
+            # the watch started on configuration 2; it moves on, and 2 and 3 are freed
+            for g in (2, 3):
+                self.assertIsNotNone(self.gw.wait_stderr(r"configuration generation %d freed" % g, timeout=5),
+                                     self.gw.stderr())
+            updates.cancel()
+
     def test_tls_certificate_is_replaced(self):
         certs = [harness.make_cert(self.tmp.name, n) for n in ("one", "two")]
 

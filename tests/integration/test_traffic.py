@@ -6,6 +6,7 @@ deadlines that fail fast."""
 import collections
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -396,6 +397,42 @@ class TestTraffic(unittest.TestCase):
         self.wait_log(gw, "replica %s: model half_plus_two not serving" % b.addr)
         self.assertEqual(check("half_plus_two"), "NOT_SERVING")
         self.assertEqual(check("half_plus_three"), "SERVING")
+
+    def test_grpc_health_watch_streams_changes(self):
+        a, b = harness.Sim(), harness.Sim()
+        self.addCleanup(a.stop)
+        self.addCleanup(b.stop)
+        gw = self.health_gateway(a, b)
+        self.wait_log(gw, "replica %s: model half_plus_two serving" % a.addr)
+        self.wait_log(gw, "replica %s: model half_plus_two serving" % b.addr)
+        names = {b"\x08\x01": "SERVING", b"\x08\x02": "NOT_SERVING", b"\x08\x03": "SERVICE_UNKNOWN"}
+        with gw.channel() as ch:
+            watch = ch.unary_stream("/grpc.health.v1.Health/Watch")
+            updates = watch(b"\x0a\x0dhalf_plus_two", timeout=30)
+            self.assertEqual(names[next(updates)], "SERVING")
+            # a model no probe covers: said, and the stream stays open (the protocol's rule)
+            unknown = watch(b"\x0a\x06nosuch", timeout=30)
+            self.assertEqual(names[next(unknown)], "SERVICE_UNKNOWN")
+            unknown.cancel()
+            for s in (a, b):
+                for v in (123, 124):
+                    s.control(op="set_state", model="half_plus_two", version=v, state="LOADING")
+            t0 = time.monotonic()
+            self.assertEqual(names[next(updates)], "NOT_SERVING")  # on the same stream
+            self.assertLess(time.monotonic() - t0, 5)
+            for s in (a, b):
+                for v in (123, 124):
+                    s.control(op="set_state", model="half_plus_two", version=v, state="AVAILABLE")
+            self.assertEqual(names[next(updates)], "SERVING")
+            # draining ends the watch (UNAVAILABLE) instead of waiting out the drain timeout
+            t0 = time.monotonic()
+            gw.signal(signal.SIGTERM)
+            with self.assertRaises(grpc.RpcError) as e:
+                next(updates)
+            self.assertEqual(e.exception.code(), grpc.StatusCode.UNAVAILABLE)
+        gw.p.wait(timeout=10)
+        self.assertLess(time.monotonic() - t0, 5)
+        self.assertEqual(gw.p.returncode, 0, gw.stderr())
 
     def test_deadline_shorter_than_typical_latency_fails_fast(self):
         slow = harness.Sim("--compute-us", "100000")
