@@ -155,7 +155,7 @@ void tg_gen_unref(struct tg_gen *g)
 
 static void gen_free(struct tg_gen *g)
 {
-    tg_pools_free(g->pools);
+    tg_pools_unref(g->pools);
     tg_auth_free(g->auth);
     tg_ratelimit_free(g->ratelimit);
     for (size_t i = 0; i < g->n_listeners; i++)

@@ -224,7 +224,7 @@ static void on_request(struct tg_stream *st)
     struct tg_route_query q = {spec.name,  spec.has_version, spec.version,
                                spec.label, spec.signature,   tg_stream_header_value,
                                st};
-    px->pool = tg_pools_match(st->gen->pools, &q, &route);
+    px->pool = tg_pools_match(st->gen->pools, st->gen->config, &q, &route);
     if (px->pool == NULL) {
         char text[300];
         snprintf(text, sizeof(text), "tfgate: no route for model '%.200s'", spec.name);

@@ -255,7 +255,7 @@ static int model_status(struct tg_stream *st, const char *service)
     struct tg_pools *pools = st->gen->pools;
     struct tg_pool *cands[2 + 8];
     size_t n = 0;
-    struct tg_pool *primary = tg_pools_route(pools, model, &route);
+    struct tg_pool *primary = tg_pools_route(pools, st->gen->config, model, &route);
     if (primary == NULL)
         return -1;
     cands[n++] = primary;

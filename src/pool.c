@@ -156,10 +156,61 @@ static void carry_over(struct tg_pool *pool, const struct tg_pools *prev)
     }
 }
 
-struct tg_pools *tg_pools_new(struct tg_config *config, const struct tg_pools *prev, char *err,
+static int same_str(const char *a, const char *b)
+{
+    return (a == NULL && b == NULL) || (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
+
+static int same_strv(char **a, size_t na, char **b, size_t nb)
+{
+    if (na != nb)
+        return 0;
+    for (size_t i = 0; i < na; i++) {
+        if (!same_str(a[i], b[i]))
+            return 0;
+    }
+    return 1;
+}
+
+static int same_pool(const struct tg_pool_cfg *x, const struct tg_pool_cfg *y)
+{
+    return same_str(x->name, y->name) && x->transport == y->transport &&
+           same_str(x->device, y->device) &&
+           same_strv(x->targets, x->n_targets, y->targets, y->n_targets) &&
+           x->channels == y->channels && x->backoff_initial_ms == y->backoff_initial_ms &&
+           x->backoff_max_ms == y->backoff_max_ms && x->keepalive_ms == y->keepalive_ms &&
+           x->keepalive_timeout_ms == y->keepalive_timeout_ms && !x->tls && !y->tls &&
+           x->max_inflight == y->max_inflight && x->max_latency_ms == y->max_latency_ms &&
+           x->outlier_failures == y->outlier_failures &&
+           x->outlier_eject_ms == y->outlier_eject_ms &&
+           same_strv(x->health_models, x->n_health_models, y->health_models, y->n_health_models) &&
+           x->health_interval_ms == y->health_interval_ms &&
+           x->health_timeout_ms == y->health_timeout_ms;
+}
+
+int tg_pools_same(const struct tg_config *a, const struct tg_config *b)
+{
+    if (a->n_pools != b->n_pools || a->limits.max_message_bytes != b->limits.max_message_bytes ||
+        a->limits.retry_budget_percent != b->limits.retry_budget_percent ||
+        a->limits.retry_min != b->limits.retry_min)
+        return 0;
+    for (size_t i = 0; i < a->n_pools; i++) {
+        if (!same_pool(&a->pools[i], &b->pools[i]))
+            return 0;
+    }
+    return 1;
+}
+
+struct tg_pools *tg_pools_new(struct tg_config *config, struct tg_pools *prev, char *err,
                               size_t errlen)
 {
+    if (prev != NULL && tg_pools_same(prev->config, config)) {
+        atomic_fetch_add(&prev->refs, 1);
+        tg_log(TG_LOG_INFO, "pool", "pools unchanged: their connections are kept");
+        return prev;
+    }
     struct tg_pools *pools = tg_xcalloc(1, sizeof(*pools));
+    atomic_init(&pools->refs, 1);
 
     tg_config_ref(config);
     pools->config = config;
@@ -187,7 +238,7 @@ struct tg_pools *tg_pools_new(struct tg_config *config, const struct tg_pools *p
         }
         grpc_channel_credentials *creds = make_creds(pc, err, errlen);
         if (creds == NULL) {
-            tg_pools_free(pools);
+            tg_pools_unref(pools);
             return NULL;
         }
         for (size_t r = 0; r < pc->n_targets; r++) {
@@ -212,9 +263,9 @@ struct tg_pools *tg_pools_new(struct tg_config *config, const struct tg_pools *p
     return pools;
 }
 
-void tg_pools_free(struct tg_pools *pools)
+void tg_pools_unref(struct tg_pools *pools)
 {
-    if (pools == NULL)
+    if (pools == NULL || atomic_fetch_sub(&pools->refs, 1) != 1)
         return;
     for (size_t i = 0; i < pools->n_pools; i++) {
         struct tg_pool *pool = &pools->pools[i];
@@ -233,21 +284,21 @@ void tg_pools_free(struct tg_pools *pools)
     free(pools);
 }
 
-struct tg_pool *tg_pools_match(struct tg_pools *pools, const struct tg_route_query *q,
-                               const struct tg_route_cfg **route)
+struct tg_pool *tg_pools_match(struct tg_pools *pools, const struct tg_config *config,
+                               const struct tg_route_query *q, const struct tg_route_cfg **route)
 {
-    const struct tg_route_cfg *r = tg_config_match(pools->config, q);
+    const struct tg_route_cfg *r = tg_config_match(config, q);
     struct tg_pool *p = r ? tg_pools_find(pools, r->pool) : NULL;
     if (p != NULL)
         *route = r;
     return p;
 }
 
-struct tg_pool *tg_pools_route(struct tg_pools *pools, const char *model,
-                               const struct tg_route_cfg **route)
+struct tg_pool *tg_pools_route(struct tg_pools *pools, const struct tg_config *config,
+                               const char *model, const struct tg_route_cfg **route)
 {
     struct tg_route_query q = {.model = model};
-    return tg_pools_match(pools, &q, route);
+    return tg_pools_match(pools, config, &q, route);
 }
 
 struct tg_pool *tg_pools_find(struct tg_pools *pools, const char *name)

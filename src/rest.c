@@ -1002,7 +1002,7 @@ static void admit(struct tg_stream *st, struct rest *r)
         const struct tg_route_cfg *route;
         struct tg_route_query q = {r->name,      r->has_version,         r->version, r->label,
                                    r->signature, tg_stream_header_value, st};
-        struct tg_pool *pool = tg_pools_match(st->gen->pools, &q, &route);
+        struct tg_pool *pool = tg_pools_match(st->gen->pools, st->gen->config, &q, &route);
         if (pool != NULL) {
             r->pool = pool;
             r->route = route;
@@ -1041,7 +1041,7 @@ static void on_request(struct tg_stream *st)
      * admit() */
     struct tg_route_query q = {r->name, r->has_version,         r->version, r->label,
                                NULL,    tg_stream_header_value, st};
-    r->pool = tg_pools_match(st->gen->pools, &q, &r->route);
+    r->pool = tg_pools_match(st->gen->pools, st->gen->config, &q, &r->route);
     if (r->pool == NULL) {
         char msg[300];
         snprintf(msg, sizeof(msg), "tfgate: no route for model '%.200s'", r->name);

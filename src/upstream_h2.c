@@ -117,8 +117,10 @@ struct poolconns {
 
 struct h2up {
     struct tg_worker *w;
-    struct tg_pools *set;           /* the generation's pools these connections serve */
-    const struct tg_limits *limits; /* that generation's */
+    struct tg_pools *set;    /* the generation's pools these connections serve */
+    struct tg_limits limits; /* a copy of the newest generation's: older ones may go first */
+    int refs;                /* worker generations using these connections (a reload may keep
+                                the pools, and with them the connections) */
     size_t n_pools;
     struct poolconns *pools; /* indexed like set->pools; empty for grpc-core pools */
     struct hconn *dirty;
@@ -301,8 +303,8 @@ static void finish(struct ucall *u, int connection_failed, const char *why)
         const char *why_not = NULL;
         const uint8_t *msg;
         size_t msg_len;
-        int rv = tg_grpc_unframe(tg_buf_data(&u->body), n, c->up->limits->max_message_bytes, NULL,
-                                 a, &msg, &msg_len, &why_not);
+        int rv = tg_grpc_unframe(tg_buf_data(&u->body), n, c->up->limits.max_message_bytes, NULL, a,
+                                 &msg, &msg_len, &why_not);
         if (rv == 0) {
             /* hand the buffer itself to the caller: the arena frees it */
             r->framed = tg_buf_data(&u->body);
@@ -493,7 +495,7 @@ static void conn_flush(struct hconn *c)
         return; /* frames wait in the session until the socket is connected */
     for (int round = 0; round < 64; round++) {
         int produced = 0;
-        while (tg_buf_size(&c->out) < c->up->limits->max_output_bytes) {
+        while (tg_buf_size(&c->out) < c->up->limits.max_output_bytes) {
             const uint8_t *data;
             ssize_t n = nghttp2_session_mem_send(c->session, &data);
             if (n < 0) {
@@ -716,7 +718,7 @@ static void conn_fail(struct hconn *c, const char *why)
         c->fd = -1;
     }
     tg_buf_dispose(&c->out);
-    tg_buf_init(&c->out, (size_t)c->up->limits->max_output_bytes + 256 * 1024);
+    tg_buf_init(&c->out, (size_t)c->up->limits.max_output_bytes + 256 * 1024);
     if (c->state == H_READY || c->n_calls > 0)
         tg_log(TG_LOG_WARN, "upstream", "pool=%s replica=%s: %s (%zu call(s) failed)",
                c->pool->cfg->name, c->replica->target, why, c->n_calls);
@@ -812,7 +814,7 @@ static void start(struct tg_upstream_call *call, const struct tg_upstream_req *r
     u->prefix[2] = (uint8_t)(req->message_len >> 16);
     u->prefix[3] = (uint8_t)(req->message_len >> 8);
     u->prefix[4] = (uint8_t)req->message_len;
-    tg_buf_init(&u->body, (size_t)up->limits->max_message_bytes + 5);
+    tg_buf_init(&u->body, (size_t)up->limits.max_message_bytes + 5);
 
     char timeout[24];
     int tlen = snprintf(timeout, sizeof(timeout), "%llum", (unsigned long long)req->timeout_ms);
@@ -893,7 +895,8 @@ struct h2up *tg_upstream_h2_new(struct tg_worker *w, struct tg_gen *gen)
     struct h2up *up = tg_xcalloc(1, sizeof(*up));
     up->w = w;
     up->set = pools;
-    up->limits = &gen->config->limits;
+    up->limits = gen->config->limits;
+    up->refs = 1;
     up->n_pools = pools->n_pools;
     up->pools = tg_xcalloc(pools->n_pools + 1, sizeof(*up->pools));
     uv_timer_init(&w->loop, &up->deadline_timer);
@@ -918,7 +921,7 @@ struct h2up *tg_upstream_h2_new(struct tg_worker *w, struct tg_gen *gen)
                 c->pool = pool;
                 c->replica = &pool->replicas[r];
                 c->fd = -1;
-                tg_buf_init(&c->out, (size_t)up->limits->max_output_bytes + 256 * 1024);
+                tg_buf_init(&c->out, (size_t)up->limits.max_output_bytes + 256 * 1024);
                 uv_timer_init(&w->loop, &c->timer);
                 c->timer.data = c;
                 if (split_target(c->replica->target, c->host, sizeof(c->host), c->port,
@@ -935,6 +938,20 @@ struct h2up *tg_upstream_h2_new(struct tg_worker *w, struct tg_gen *gen)
         }
     }
     return up;
+}
+
+static void stop_up(struct h2up *up);
+
+void tg_upstream_h2_share(struct h2up *up, struct tg_gen *gen)
+{
+    up->refs++;
+    up->limits = gen->config->limits;
+}
+
+void tg_upstream_h2_release(struct h2up *up)
+{
+    if (up != NULL && --up->refs == 0)
+        stop_up(up);
 }
 
 void tg_upstream_h2_flush(struct h2up *up)
@@ -973,7 +990,7 @@ static void on_closed(uv_handle_t *h)
         up_free(up);
 }
 
-void tg_upstream_h2_stop(struct h2up *up)
+static void stop_up(struct h2up *up)
 {
     if (up == NULL || up->stopping)
         return;

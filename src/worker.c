@@ -165,7 +165,7 @@ static void wgen_free(struct tg_worker *w, struct tg_wgen *wg)
             break;
         }
     }
-    tg_upstream_h2_stop(wg->h2up); /* frees itself once its handles are closed */
+    tg_upstream_h2_release(wg->h2up); /* the last user stops it; it frees itself */
     tg_gen_unref(wg->gen);
     free(wg);
 }
@@ -212,7 +212,16 @@ static void on_set_gen(struct tg_msg *msg)
         return;
     }
     struct tg_wgen *old = w->cur;
-    w->cur = wgen_new(w, gen, 1);
+    w->cur = wgen_new(w, gen, 0);
+    if (old->h2up != NULL && old->gen->pools == gen->pools) {
+        /* the same pools (gateway.h): their connections carry on for both generations */
+        w->cur->h2up = old->h2up;
+        tg_upstream_h2_share(w->cur->h2up, gen);
+    } else {
+        w->cur->h2up = tg_upstream_h2_new(w, gen);
+    }
+    if (w->id == 0)
+        w->cur->prober = tg_health_start(w, w->cur);
     w->limits = &gen->config->limits;
     update_polls(w, gen);
     /* per-worker caches built from the old rules */
@@ -364,7 +373,7 @@ static void maybe_finish(struct tg_worker *w)
     }
     if (w->n_conns == 0 && w->n_calls == 0) {
         for (struct tg_wgen *wg = w->cur; wg != NULL; wg = wg == w->cur ? w->retired : wg->next) {
-            tg_upstream_h2_stop(wg->h2up); /* frees itself once its handles are closed */
+            tg_upstream_h2_release(wg->h2up); /* the last user stops it; it frees itself */
             wg->h2up = NULL;
         }
         tg_ratelimit_worker_stop(w);

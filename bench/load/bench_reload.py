@@ -4,12 +4,13 @@
   bench/load/bench_reload.py [--build DIR] [--n N] [--reps R] [--reloads K]
 
 Load: h2load, small gRPC Predict over h2c (-c 4 -m 16), through tfgate (2 workers, the native
-transport) to one tfs-sim. Rows, interleaved and repeated: no reload, and a reload every 100 ms
-for the whole run (each rebuilds every pool's connections; the route alternates between two
-pools on the same tfs-sim, so every reload really changes where calls go). Reported: requests
-done and failed, req/s, p50/p99 from h2load's per-request log, tfgate CPU per request. Then
-memory: tfgate's RSS after warm-up, after K reloads with no traffic and after another K, to
-show that retired configurations are freed (the growth per reload).
+transport) to one tfs-sim. Rows, interleaved and repeated: no reload; a reload every 100 ms for
+the whole run that keeps the pools (the route alternates between two pools on the same
+tfs-sim, so every reload changes where calls go, over the same connections); and one that
+also changes a pool setting, so every reload builds new pools with new connections.
+Reported: requests done and failed, req/s, p50/p99 from h2load's per-request log, tfgate CPU
+per request. Then memory: tfgate's RSS after warm-up, after K rebuilding reloads with no
+traffic and after another K, to show that retired configurations are freed.
 """
 import os
 import signal
@@ -42,18 +43,20 @@ def main():
         sim = harness.Sim("--threads", "1")
         path = os.path.join(tmp, "gw.json")
 
-        def write(route):
+        def write(route, keepalive_ms=30000):
             harness.write_json(tmp, "gw.json", {
                 "workers": 2, "listen": [{"address": "127.0.0.1:0"}], "admin": {"address": "127.0.0.1:0"},
-                "pools": {"a": {"targets": [sim.addr]}, "b": {"targets": [sim.addr]}},
+                "pools": {"a": {"targets": [sim.addr], "keepalive_ms": keepalive_ms},
+                          "b": {"targets": [sim.addr]}},
                 "routes": [{"model": "*", "pool": route}]})
         write("a")
         gw = harness.Gateway("--config", path)
         admin = int(gw.wait_line("admin listening on").rsplit(":", 1)[1].split()[0])
         url = "http://127.0.0.1:%d%s" % (gw.port, PREDICT)
 
-        def reload(route):
-            write(route)
+        def reload(route, rebuild=False):
+            # a keepalive that differs from the running one makes new pools
+            write(route, 30000 + (route == "b") if rebuild else 30000)
             want = reloads_done(admin) + 1
             gw.signal(signal.SIGHUP)
             deadline = time.monotonic() + 10
@@ -62,8 +65,9 @@ def main():
 
         try:
             benchlib.measure([gw.pid], url, body, min(a.n, 5000), 4, 16, GRPC_HEADERS)  # warm-up
-            runs = {"no reload": [], "reload every 100 ms": []}
-            counts = []
+            runs = {"no reload": [], "reload every 100 ms, pools kept": [],
+                    "reload every 100 ms, pools rebuilt": []}
+            counts = {label: [] for label in runs}
             for _ in range(a.reps):
                 for label in runs:
                     stop = threading.Event()
@@ -73,7 +77,7 @@ def main():
                         route = "a"
                         while not stop.is_set():
                             route = "b" if route == "a" else "a"
-                            reload(route)
+                            reload(route, rebuild=label.endswith("rebuilt"))
                             n_reloads[0] += 1
                             stop.wait(0.1)
                     t = threading.Thread(target=reloader) if label != "no reload" else None
@@ -86,7 +90,7 @@ def main():
                         if t:
                             t.join()
                     if t:
-                        counts.append(n_reloads[0])
+                        counts[label].append(n_reloads[0])
             for label, rs in runs.items():
                 rows.append((label, benchlib.median_run(rs)))
             # memory: idle reloads
@@ -94,9 +98,10 @@ def main():
             memory.append(("after warm-up and the load runs", benchlib.rss_kb(gw.pid)))
             for k in range(2):
                 for i in range(a.reloads):
-                    reload("b" if i % 2 else "a")
+                    reload("b" if i % 2 else "a", rebuild=True)
                 time.sleep(1)  # the main thread frees retired configurations within 200 ms
-                memory.append(("after %d more idle reloads" % a.reloads, benchlib.rss_kb(gw.pid)))
+                memory.append(("after %d more idle reloads (pools rebuilt)" % a.reloads,
+                               benchlib.rss_kb(gw.pid)))
         finally:
             gw.stop()
             sim.stop()
@@ -106,7 +111,7 @@ def main():
     print("| run | reloads during the run | requests done | failed | req/s | p50 ms | p99 ms | tfgate CPU µs/req |")
     print("|---|---|---|---|---|---|---|---|")
     for label, med in rows:
-        rl = "—" if label == "no reload" else "%d-%d" % (min(counts), max(counts))
+        rl = "—" if label == "no reload" else "%d-%d" % (min(counts[label]), max(counts[label]))
         print("| %s | %s | %d | %d | %.0f | %.2f | %.2f | %.1f |" % (
             label, rl, med["succeeded"], med["failed"], med["rps"], med["p50"], med["p99"],
             list(med["cpu_us_per_req"].values())[0]))

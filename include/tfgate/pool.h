@@ -72,29 +72,38 @@ struct tg_pool {
 };
 
 struct tg_pools {
-    struct tg_config *config; /* a reference */
+    atomic_int refs;          /* generations using these pools (a reload may keep them) */
+    struct tg_config *config; /* a reference: the configuration the pools were built from */
     size_t n_pools;
     struct tg_pool *pools;    /* owned, in config order */
     atomic_llong retry_milli; /* the retry budget, in thousandths of a retry */
 };
 
 /* Creates every pool's channels and starts connecting them. A reload passes the running
- * generation's pools as |prev|: a replica of the same pool and target starts with their state
- * (probed health, ejection, call counter), a pool with the same name with its latency
- * average, and the retry budget carries over, so a reload neither forgets a sick replica nor
- * resets counters. Returns NULL with a message in |err| (a TLS file that cannot be read).
- * Call after grpc_init(). */
-struct tg_pools *tg_pools_new(struct tg_config *config, const struct tg_pools *prev, char *err,
+ * generation's pools as |prev|. When |config| describes exactly the same pools (tg_pools_same)
+ * they are |prev| itself, referenced: their connections, channels and state stay as they are.
+ * Otherwise new pools start from |prev|'s state where the pool and target are the same
+ * (probed health, ejection, call counter, latency average, retry budget), so a reload neither
+ * forgets a sick replica nor resets counters. Returns NULL with a message in |err| (a TLS
+ * file that cannot be read). Call after grpc_init(). */
+struct tg_pools *tg_pools_new(struct tg_config *config, struct tg_pools *prev, char *err,
                               size_t errlen);
-void tg_pools_free(struct tg_pools *pools);
+/* Drops a reference; the last frees the pools and destroys their channels. */
+void tg_pools_unref(struct tg_pools *pools);
+/* 1 when pools built from |b| would be the same as those built from |a|: the same pools with
+ * the same settings (and the limits the channels and retry budget take), none with TLS (its
+ * files may have new contents). */
+int tg_pools_same(const struct tg_config *a, const struct tg_config *b);
 
-/* The pool and route for |model| (exact route, else "*"), or NULL when no route matches. */
-struct tg_pool *tg_pools_route(struct tg_pools *pools, const char *model,
-                               const struct tg_route_cfg **route);
+/* The pool and route for |model| under |config|'s routes (exact route, else "*"), or NULL
+ * when no route matches. The routes come from the request's configuration, which may be newer
+ * than the one the pools were built from. */
+struct tg_pool *tg_pools_route(struct tg_pools *pools, const struct tg_config *config,
+                               const char *model, const struct tg_route_cfg **route);
 struct tg_route_query;
 /* The same for a whole request (config.h, tg_config_match). */
-struct tg_pool *tg_pools_match(struct tg_pools *pools, const struct tg_route_query *q,
-                               const struct tg_route_cfg **route);
+struct tg_pool *tg_pools_match(struct tg_pools *pools, const struct tg_config *config,
+                               const struct tg_route_query *q, const struct tg_route_cfg **route);
 
 /* The pool named |name|, or NULL. */
 struct tg_pool *tg_pools_find(struct tg_pools *pools, const char *name);

@@ -39,15 +39,23 @@ def curl(url, *args):
     return int(code or 0), body
 
 
+def client_ports(port):
+    """The local ports of established TCP connections to 127.0.0.1:|port|, from /proc/net/tcp
+    and /proc/net/tcp6 (gRPC core connects IPv4 targets from dual-stack sockets)."""
+    out = set()
+    for path, remote in (("/proc/net/tcp", "0100007F:%04X"),
+                         ("/proc/net/tcp6", "0000000000000000FFFF00000100007F:%04X")):
+        with open(path) as f:
+            for line in f.readlines()[1:]:
+                fields = line.split()
+                if fields[2] == remote % port and fields[3] == "01":
+                    out.add(int(fields[1].split(":")[1], 16))
+    return out
+
+
 def connections_to(port):
-    """Established TCP connections to 127.0.0.1:|port| (from /proc/net/tcp: no tool needed)."""
-    n = 0
-    with open("/proc/net/tcp") as f:
-        for line in f.readlines()[1:]:
-            fields = line.split()
-            if fields[2] == "0100007F:%04X" % port and fields[3] == "01":
-                n += 1
-    return n
+    """Established TCP connections to 127.0.0.1:|port|."""
+    return len(client_ports(port))
 
 
 class Base(unittest.TestCase):
@@ -153,8 +161,10 @@ class TestReloadUnderLoad(Base):
         try:
             deadline = time.monotonic() + 120
             while any(p.poll() is None for p in loads) and time.monotonic() < deadline:
-                route = "b" if route == "a" else "a"
-                # each reload changes where the model goes and a limit, and rebuilds every pool
+                # every reload changes a limit; every other one also where the model goes, which
+                # rebuilds the pools (the others keep them and their connections)
+                if reloads % 2 == 0:
+                    route = "b" if route == "a" else "a"
                 self.reload(self.cfg(route, limits={"max_body_bytes": 1000000 + reloads}))
                 reloads += 1
                 time.sleep(0.05)
@@ -381,6 +391,39 @@ class TestReload(Base):
                 self.assertIsNotNone(self.gw.wait_stderr(r"configuration generation %d freed" % g, timeout=5),
                                      self.gw.stderr())
             updates.cancel()
+
+    def test_unchanged_pools_keep_their_connections(self):
+        def settled(port):
+            deadline = time.monotonic() + 5
+            ports = client_ports(port)
+            while len(ports) < 2 and time.monotonic() < deadline:  # 2 connections per replica
+                time.sleep(0.05)
+                ports = client_ports(port)
+            return ports
+        a, b = (settled(self.sims[n].port) for n in ("a", "b"))
+        # limits, auth and a route for another model change; the pools do not (a route change
+        # that moves a pool's probed models does change them): the same connections carry on
+        k = base64.urlsafe_b64encode(SECRET).rstrip(b"=").decode()
+        cfg = self.cfg("a", limits={"max_body_bytes": 123456}, auth={
+            "providers": [{"issuer": ISS, "keys": [{"kty": "oct", "kid": "k1", "k": k}]}],
+            "anonymous_models": ["half_plus_two", "half_plus_three"]})
+        cfg["routes"].insert(1, {"model": "half_plus_t*", "pool": "b"})
+        self.reload(cfg)
+        self.assertIsNotNone(self.gw.wait_stderr(r"pools unchanged: their connections are kept"))
+        self.assertEqual(self.rest()[0], 200)
+        self.assertEqual(self.rest(model="half_plus_three")[0], 200)
+        self.assertEqual((self.calls("a"), self.calls("b")), (1, 1))
+        self.assertEqual((client_ports(self.sims["a"].port), client_ports(self.sims["b"].port)), (a, b))
+        # a pool's settings change: new connections (and the old ones close)
+        cfg = self.cfg("b")
+        cfg["pools"]["b"]["channels"] = 4
+        self.reload(cfg)
+        self.assertEqual(self.rest()[0], 200)
+        deadline = time.monotonic() + 5
+        while client_ports(self.sims["b"].port) & b and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.assertFalse(client_ports(self.sims["b"].port) & b, "the old connections stayed")
+        self.assertGreaterEqual(len(settled(self.sims["b"].port)), 2)
 
     def test_tls_certificate_is_replaced(self):
         certs = [harness.make_cert(self.tmp.name, n) for n in ("one", "two")]
