@@ -5,9 +5,10 @@
  * A reload parses the command line and the configuration file again, then builds a complete
  * generation next to the running one: listeners (kept ones are the same sockets; their TLS
  * certificates are loaded again), pools (the running ones, channels and connections
- * included, when nothing about them changed: tg_pools_same; else new ones, with replica state
- * such as health, ejection and counters carried over for the same pool and target), auth (key sets
- * fetched from a URI carried over, so no request waits for the identity provider) and rate limits.
+ * included, when nothing about them changed: tg_pools_same; else new ones, with replica
+ * state such as health, ejection and counters carried over for the same pool and target),
+ * auth (key sets fetched from a URI carried over, so no request waits for the identity
+ * provider) and rate limits.
  * Anything that fails (a file, a certificate, a port already taken, a JSON error) rejects the
  * whole reload with the reason and the running generation keeps serving. Only then is the new
  * one published to every worker.
