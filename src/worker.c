@@ -143,17 +143,11 @@ static void update_polls(struct tg_worker *w, const struct tg_gen *gen)
 
 /* ---- generations ---- */
 
-/* Takes over the caller's reference to |gen|. Loop thread (or main before the loop runs,
- * with |start| 0: the loop thread starts the transport and prober itself). */
-static struct tg_wgen *wgen_new(struct tg_worker *w, struct tg_gen *gen, int start)
+/* Takes over the caller's reference to |gen|. The caller gives it its transport and prober. */
+static struct tg_wgen *wgen_new(struct tg_gen *gen)
 {
     struct tg_wgen *wg = tg_xcalloc(1, sizeof(*wg));
     wg->gen = gen;
-    if (start) {
-        wg->h2up = tg_upstream_h2_new(w, gen);
-        if (w->id == 0)
-            wg->prober = tg_health_start(w, wg);
-    }
     return wg;
 }
 
@@ -212,7 +206,7 @@ static void on_set_gen(struct tg_msg *msg)
         return;
     }
     struct tg_wgen *old = w->cur;
-    w->cur = wgen_new(w, gen, 0);
+    w->cur = wgen_new(gen);
     if (old->h2up != NULL && old->gen->pools == gen->pools) {
         /* the same pools (gateway.h): their connections carry on for both generations */
         w->cur->h2up = old->h2up;
@@ -455,7 +449,7 @@ struct tg_worker *tg_worker_new(struct tg_gateway *gw, int id, struct tg_gen *ge
     w->id = id;
     w->gw = gw;
     tg_gen_ref(gen);
-    w->cur = wgen_new(w, gen, 0);
+    w->cur = wgen_new(gen);
     w->limits = &gen->config->limits;
     uv_loop_init(&w->loop);
     pthread_mutex_init(&w->mb_mu, NULL);
