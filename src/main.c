@@ -79,12 +79,14 @@ int main(int argc, char **argv)
         status = 1;
         goto out_grpc;
     }
+    /* every worker exists before any runs: a running worker reads how many there are (its
+     * share of each replica's connections) and scrapes read them all */
     gw.workers = tg_xcalloc(cfg->workers, sizeof(*gw.workers));
-    for (uint32_t i = 0; i < cfg->workers; i++) {
-        gw.workers[i] = tg_worker_new(&gw, (int)i, gw.gen);
-        gw.n_workers++;
+    for (uint32_t i = 0; i < cfg->workers; i++)
+        gw.workers[gw.n_workers++] = tg_worker_new(&gw, (int)i, gw.gen);
+    for (size_t i = 0; i < gw.n_workers; i++) {
         if (tg_worker_start(gw.workers[i]) != 0) {
-            fprintf(stderr, "tfgate: cannot start worker %u\n", i);
+            fprintf(stderr, "tfgate: cannot start worker %zu\n", i);
             abort(); /* threads cannot be rolled back cleanly; nothing was served yet */
         }
     }

@@ -39,16 +39,28 @@ def curl(url, *args):
     return int(code or 0), body
 
 
-def client_ports(port):
+def client_ports(port, pid=None):
     """The local ports of established TCP connections to 127.0.0.1:|port|, from /proc/net/tcp
-    and /proc/net/tcp6 (gRPC core connects IPv4 targets from dual-stack sockets)."""
+    and /proc/net/tcp6 (gRPC core connects IPv4 targets from dual-stack sockets); with |pid|,
+    only that process's (its sockets' inodes), not the test's own connections to tfs-sim."""
+    inodes = None
+    if pid is not None:
+        inodes = set()
+        for fd in os.listdir("/proc/%d/fd" % pid):
+            try:
+                link = os.readlink("/proc/%d/fd/%s" % (pid, fd))
+            except OSError:
+                continue
+            if link.startswith("socket:["):
+                inodes.add(link[8:-1])
     out = set()
     for path, remote in (("/proc/net/tcp", "0100007F:%04X"),
                          ("/proc/net/tcp6", "0000000000000000FFFF00000100007F:%04X")):
         with open(path) as f:
             for line in f.readlines()[1:]:
                 fields = line.split()
-                if fields[2] == remote % port and fields[3] == "01":
+                if fields[2] == remote % port and fields[3] == "01" and \
+                        (inodes is None or fields[9] in inodes):
                     out.add(int(fields[1].split(":")[1], 16))
     return out
 
@@ -395,10 +407,10 @@ class TestReload(Base):
     def test_unchanged_pools_keep_their_connections(self):
         def settled(port):
             deadline = time.monotonic() + 5
-            ports = client_ports(port)
+            ports = client_ports(port, self.gw.pid)
             while len(ports) < 2 and time.monotonic() < deadline:  # 2 connections per replica
                 time.sleep(0.05)
-                ports = client_ports(port)
+                ports = client_ports(port, self.gw.pid)
             return ports
         a, b = (settled(self.sims[n].port) for n in ("a", "b"))
         # limits, auth and a route for another model change; the pools do not (a route change
@@ -413,16 +425,17 @@ class TestReload(Base):
         self.assertEqual(self.rest()[0], 200)
         self.assertEqual(self.rest(model="half_plus_three")[0], 200)
         self.assertEqual((self.calls("a"), self.calls("b")), (1, 1))
-        self.assertEqual((client_ports(self.sims["a"].port), client_ports(self.sims["b"].port)), (a, b))
+        self.assertEqual((client_ports(self.sims["a"].port, self.gw.pid),
+                          client_ports(self.sims["b"].port, self.gw.pid)), (a, b))
         # a pool's settings change: new connections (and the old ones close)
         cfg = self.cfg("b")
         cfg["pools"]["b"]["channels"] = 4
         self.reload(cfg)
         self.assertEqual(self.rest()[0], 200)
         deadline = time.monotonic() + 5
-        while client_ports(self.sims["b"].port) & b and time.monotonic() < deadline:
+        while client_ports(self.sims["b"].port, self.gw.pid) & b and time.monotonic() < deadline:
             time.sleep(0.05)
-        self.assertFalse(client_ports(self.sims["b"].port) & b, "the old connections stayed")
+        self.assertFalse(client_ports(self.sims["b"].port, self.gw.pid) & b, "the old connections stayed")
         self.assertGreaterEqual(len(settled(self.sims["b"].port)), 2)
 
     def test_tls_certificate_is_replaced(self):
