@@ -17,20 +17,6 @@
 
 #define MAX_RANK 64
 
-enum {
-    DT_FLOAT = TENSORFLOW__DATA_TYPE__DT_FLOAT,
-    DT_DOUBLE = TENSORFLOW__DATA_TYPE__DT_DOUBLE,
-    DT_INT32 = TENSORFLOW__DATA_TYPE__DT_INT32,
-    DT_UINT8 = TENSORFLOW__DATA_TYPE__DT_UINT8,
-    DT_INT16 = TENSORFLOW__DATA_TYPE__DT_INT16,
-    DT_INT8 = TENSORFLOW__DATA_TYPE__DT_INT8,
-    DT_STRING = TENSORFLOW__DATA_TYPE__DT_STRING,
-    DT_INT64 = TENSORFLOW__DATA_TYPE__DT_INT64,
-    DT_BOOL = TENSORFLOW__DATA_TYPE__DT_BOOL,
-    DT_UINT32 = TENSORFLOW__DATA_TYPE__DT_UINT32,
-    DT_UINT64 = TENSORFLOW__DATA_TYPE__DT_UINT64,
-};
-
 const char *tg_tj_dtype_name(int dt)
 {
     static const char *const names[] = {
@@ -86,20 +72,20 @@ struct tb {
 static size_t esize_of(int dt)
 {
     switch (dt) {
-    case DT_FLOAT:
-    case DT_INT32:
-    case DT_UINT32:
-    case DT_INT16:
-    case DT_INT8:
-    case DT_UINT8:
+    case TG_DT_FLOAT:
+    case TG_DT_INT32:
+    case TG_DT_UINT32:
+    case TG_DT_INT16:
+    case TG_DT_INT8:
+    case TG_DT_UINT8:
         return 4;
-    case DT_DOUBLE:
-    case DT_INT64:
-    case DT_UINT64:
+    case TG_DT_DOUBLE:
+    case TG_DT_INT64:
+    case TG_DT_UINT64:
         return 8;
-    case DT_BOOL:
+    case TG_DT_BOOL:
         return 1;
-    case DT_STRING:
+    case TG_DT_STRING:
         return sizeof(ProtobufCBinaryData);
     }
     return 0;
@@ -151,35 +137,35 @@ static int add_scalar(struct tg_arena *a, struct tb *t, const struct tg_jval *v,
     int is_num = v->type == TG_JNUMBER, is_int = is_num && v->num == TG_JNUM_INT;
 
     switch (dt) {
-    case DT_FLOAT:
+    case TG_DT_FLOAT:
         if (!is_num)
             return type_error(a, v, dt, err);
         *(float *)tb_push(t) = (float)tg_json_number(v); /* integers go through double */
         return 0;
-    case DT_DOUBLE:
+    case TG_DT_DOUBLE:
         if (!is_num)
             return type_error(a, v, dt, err);
         *(double *)tb_push(t) = tg_json_number(v);
         return 0;
-    case DT_INT32:
-    case DT_INT16:
-    case DT_INT8:
-    case DT_UINT8: /* no narrower range check: TF truncates later (§3.6) */
+    case TG_DT_INT32:
+    case TG_DT_INT16:
+    case TG_DT_INT8:
+    case TG_DT_UINT8: /* no narrower range check: TF truncates later (§3.6) */
         if (!is_int || v->u.i64 < INT32_MIN || v->u.i64 > INT32_MAX)
             return type_error(a, v, dt, err);
         *(int32_t *)tb_push(t) = (int32_t)v->u.i64;
         return 0;
-    case DT_INT64:
+    case TG_DT_INT64:
         if (!is_int)
             return type_error(a, v, dt, err);
         *(int64_t *)tb_push(t) = v->u.i64;
         return 0;
-    case DT_UINT32:
+    case TG_DT_UINT32:
         if (!is_int || v->u.i64 < 0 || v->u.i64 > UINT32_MAX)
             return type_error(a, v, dt, err);
         *(uint32_t *)tb_push(t) = (uint32_t)v->u.i64;
         return 0;
-    case DT_UINT64:
+    case TG_DT_UINT64:
         if (is_int && v->u.i64 >= 0)
             *(uint64_t *)tb_push(t) = (uint64_t)v->u.i64;
         else if (is_num && v->num == TG_JNUM_UINT)
@@ -187,12 +173,12 @@ static int add_scalar(struct tg_arena *a, struct tb *t, const struct tg_jval *v,
         else
             return type_error(a, v, dt, err);
         return 0;
-    case DT_BOOL:
+    case TG_DT_BOOL:
         if (v->type != TG_JTRUE && v->type != TG_JFALSE)
             return type_error(a, v, dt, err);
         *(uint8_t *)tb_push(t) = v->type == TG_JTRUE;
         return 0;
-    case DT_STRING: {
+    case TG_DT_STRING: {
         ProtobufCBinaryData *b = tb_push(t);
         if (v->type == TG_JSTRING) {
             b->data = (uint8_t *)v->u.str;
@@ -311,13 +297,13 @@ Tensorflow__TensorProto *tg_tj_tensor(struct tg_arena *a, int dtype, size_t rank
     }
     tp->tensor_shape = sh;
     switch (dtype) {
-    case DT_INT16:
-    case DT_INT8:
-    case DT_UINT8:
+    case TG_DT_INT16:
+    case TG_DT_INT8:
+    case TG_DT_UINT8:
         tp->n_int_val = n;
         tp->int_val = vals;
         break;
-    case DT_STRING:
+    case TG_DT_STRING:
         tp->n_string_val = n;
         tp->string_val = vals;
         break;
@@ -1125,7 +1111,7 @@ static void pw_key(struct pw *w, const char *k)
 struct otensor {
     const char *alias;
     int dtype;
-    int b64; /* DT_STRING written as {"b64": ...} (alias ends with _bytes) */
+    int b64; /* TG_DT_STRING written as {"b64": ...} (alias ends with _bytes) */
     size_t rank;
     const int64_t *dims;
     size_t n;
@@ -1151,7 +1137,7 @@ static int read_output(struct tg_arena *a, const char *alias, const Tensorflow__
     o->dims = dims;
     o->n = n;
     size_t al = strlen(alias);
-    o->b64 = dt == DT_STRING && al >= 6 && strcmp(alias + al - 6, "_bytes") == 0;
+    o->b64 = dt == TG_DT_STRING && al >= 6 && strcmp(alias + al - 6, "_bytes") == 0;
 
     const uint8_t *c = tp->tensor_content.data;
     size_t clen = tp->tensor_content.len;
@@ -1172,7 +1158,7 @@ static int read_output(struct tg_arena *a, const char *alias, const Tensorflow__
         o->vals = d_;                                                                              \
     } while (0)
     switch (dt) {
-    case DT_FLOAT:
+    case TG_DT_FLOAT:
         wire = 4;
         FILL(double, float_val, ({
                  float f_;
@@ -1180,7 +1166,7 @@ static int read_output(struct tg_arena *a, const char *alias, const Tensorflow__
                  (double)f_;
              }));
         break;
-    case DT_DOUBLE:
+    case TG_DT_DOUBLE:
         wire = 8;
         FILL(double, double_val, ({
                  double f_;
@@ -1188,7 +1174,7 @@ static int read_output(struct tg_arena *a, const char *alias, const Tensorflow__
                  f_;
              }));
         break;
-    case DT_INT32:
+    case TG_DT_INT32:
         wire = 4;
         FILL(int64_t, int_val, ({
                  int32_t v_;
@@ -1196,7 +1182,7 @@ static int read_output(struct tg_arena *a, const char *alias, const Tensorflow__
                  (int64_t) v_;
              }));
         break;
-    case DT_INT16:
+    case TG_DT_INT16:
         wire = 2;
         FILL(int64_t, int_val, ({
                  int16_t v_;
@@ -1204,15 +1190,15 @@ static int read_output(struct tg_arena *a, const char *alias, const Tensorflow__
                  (int64_t) v_;
              }));
         break;
-    case DT_INT8:
+    case TG_DT_INT8:
         wire = 1;
         FILL(int64_t, int_val, (int64_t)(int8_t)c[i_]);
         break;
-    case DT_UINT8:
+    case TG_DT_UINT8:
         wire = 1;
         FILL(int64_t, int_val, (int64_t)c[i_]);
         break;
-    case DT_INT64:
+    case TG_DT_INT64:
         wire = 8;
         FILL(int64_t, int64_val, ({
                  int64_t v_;
@@ -1220,7 +1206,7 @@ static int read_output(struct tg_arena *a, const char *alias, const Tensorflow__
                  v_;
              }));
         break;
-    case DT_UINT32:
+    case TG_DT_UINT32:
         wire = 4;
         FILL(uint64_t, uint32_val, ({
                  uint32_t v_;
@@ -1228,7 +1214,7 @@ static int read_output(struct tg_arena *a, const char *alias, const Tensorflow__
                  (uint64_t) v_;
              }));
         break;
-    case DT_UINT64:
+    case TG_DT_UINT64:
         wire = 8;
         FILL(uint64_t, uint64_val, ({
                  uint64_t v_;
@@ -1236,11 +1222,11 @@ static int read_output(struct tg_arena *a, const char *alias, const Tensorflow__
                  v_;
              }));
         break;
-    case DT_BOOL:
+    case TG_DT_BOOL:
         wire = 1;
         FILL(uint8_t, bool_val, (uint8_t)(c[i_] != 0));
         break;
-    case DT_STRING: {
+    case TG_DT_STRING: {
         ProtobufCBinaryData *d = tg_arena_alloc(a, (n + 1) * sizeof(*d), 8);
         if (clen > 0) { /* varint lengths, then the bytes */
             size_t pos = 0, total = 0;
@@ -1294,24 +1280,24 @@ static void write_scalar(struct pw *w, const struct otensor *o, size_t i)
     char num[48];
     size_t n;
     switch (o->dtype) {
-    case DT_FLOAT:
-    case DT_DOUBLE:
-        n = tg_tj_format_float(((const double *)o->vals)[i], o->dtype == DT_DOUBLE, num);
+    case TG_DT_FLOAT:
+    case TG_DT_DOUBLE:
+        n = tg_tj_format_float(((const double *)o->vals)[i], o->dtype == TG_DT_DOUBLE, num);
         pw_raw(w, num, n);
         return;
-    case DT_UINT32:
-    case DT_UINT64:
+    case TG_DT_UINT32:
+    case TG_DT_UINT64:
         n = (size_t)snprintf(num, sizeof(num), "%llu",
                              (unsigned long long)((const uint64_t *)o->vals)[i]);
         pw_raw(w, num, n);
         return;
-    case DT_BOOL:
+    case TG_DT_BOOL:
         if (((const uint8_t *)o->vals)[i])
             pw_raw(w, "true", 4);
         else
             pw_raw(w, "false", 5);
         return;
-    case DT_STRING: {
+    case TG_DT_STRING: {
         const ProtobufCBinaryData *b = &((const ProtobufCBinaryData *)o->vals)[i];
         if (o->b64) {
             char *enc = tg_xmalloc(tg_base64_encoded_len(b->len, 1) + 1);

@@ -282,18 +282,6 @@ static size_t chunk_len(const struct tg_tjf_body *b, size_t c, size_t done)
     return b->n - done < cap ? b->n - done : cap;
 }
 
-enum {
-    DT_FLOAT = TENSORFLOW__DATA_TYPE__DT_FLOAT,
-    DT_DOUBLE = TENSORFLOW__DATA_TYPE__DT_DOUBLE,
-    DT_INT32 = TENSORFLOW__DATA_TYPE__DT_INT32,
-    DT_UINT8 = TENSORFLOW__DATA_TYPE__DT_UINT8,
-    DT_INT16 = TENSORFLOW__DATA_TYPE__DT_INT16,
-    DT_INT8 = TENSORFLOW__DATA_TYPE__DT_INT8,
-    DT_INT64 = TENSORFLOW__DATA_TYPE__DT_INT64,
-    DT_UINT32 = TENSORFLOW__DATA_TYPE__DT_UINT32,
-    DT_UINT64 = TENSORFLOW__DATA_TYPE__DT_UINT64,
-};
-
 /* Integers of [lo, hi], when every literal was an exact integer (tensor_json.c add_scalar's
  * checks; a value out of range is the slow path's error). */
 static int ints_in(const struct tg_tjf_body *b, double lo, double hi)
@@ -318,19 +306,19 @@ static void convert(const struct tg_tjf_body *b, int dt, void *out)
         const double *v = b->chunk[c];
         size_t k = chunk_len(b, c, done);
         switch (dt) {
-        case DT_DOUBLE:
+        case TG_DT_DOUBLE:
             memcpy((double *)out + done, v, k * sizeof(double));
             break;
-        case DT_FLOAT:
+        case TG_DT_FLOAT:
             for (size_t i = 0; i < k; i++)
                 ((float *)out)[done + i] = (float)v[i];
             break;
-        case DT_UINT32:
+        case TG_DT_UINT32:
             for (size_t i = 0; i < k; i++)
                 ((uint32_t *)out)[done + i] = (uint32_t)v[i];
             break;
-        case DT_INT64:
-        case DT_UINT64:
+        case TG_DT_INT64:
+        case TG_DT_UINT64:
             for (size_t i = 0; i < k; i++)
                 ((int64_t *)out)[done + i] = (int64_t)v[i];
             break;
@@ -353,28 +341,28 @@ int tg_tjf_decode(struct tg_arena *a, const struct tg_tjf_body *b,
     size_t esize;
 
     switch (dt) {
-    case DT_DOUBLE:
+    case TG_DT_DOUBLE:
         esize = 8;
         break;
-    case DT_FLOAT:
+    case TG_DT_FLOAT:
         esize = 4;
         break;
-    case DT_INT32:
-    case DT_INT16:
-    case DT_INT8:
-    case DT_UINT8: /* int_val, as given: TF truncates later (spec §3.6) */
+    case TG_DT_INT32:
+    case TG_DT_INT16:
+    case TG_DT_INT8:
+    case TG_DT_UINT8: /* int_val, as given: TF truncates later (spec §3.6) */
         if (!ints_in(b, INT32_MIN, INT32_MAX))
             return 0;
         esize = 4;
         break;
-    case DT_UINT32:
+    case TG_DT_UINT32:
         if (!ints_in(b, 0, UINT32_MAX))
             return 0;
         esize = 4;
         break;
-    case DT_INT64:
-    case DT_UINT64:
-        if (!ints_in(b, dt == DT_UINT64 ? 0 : -(double)EXACT_INT_MAX, (double)EXACT_INT_MAX))
+    case TG_DT_INT64:
+    case TG_DT_UINT64:
+        if (!ints_in(b, dt == TG_DT_UINT64 ? 0 : -(double)EXACT_INT_MAX, (double)EXACT_INT_MAX))
             return 0;
         esize = 8;
         break;

@@ -18,6 +18,21 @@
 #include "tensorflow_serving/apis/predict.pb-c.h"
 #include "tensorflow_serving/apis/regression.pb-c.h"
 
+/* Short names for the dtypes the converters handle (tensor_json.c, tensor_json_fast.c). */
+enum {
+    TG_DT_FLOAT = TENSORFLOW__DATA_TYPE__DT_FLOAT,
+    TG_DT_DOUBLE = TENSORFLOW__DATA_TYPE__DT_DOUBLE,
+    TG_DT_INT32 = TENSORFLOW__DATA_TYPE__DT_INT32,
+    TG_DT_UINT8 = TENSORFLOW__DATA_TYPE__DT_UINT8,
+    TG_DT_INT16 = TENSORFLOW__DATA_TYPE__DT_INT16,
+    TG_DT_INT8 = TENSORFLOW__DATA_TYPE__DT_INT8,
+    TG_DT_STRING = TENSORFLOW__DATA_TYPE__DT_STRING,
+    TG_DT_INT64 = TENSORFLOW__DATA_TYPE__DT_INT64,
+    TG_DT_BOOL = TENSORFLOW__DATA_TYPE__DT_BOOL,
+    TG_DT_UINT32 = TENSORFLOW__DATA_TYPE__DT_UINT32,
+    TG_DT_UINT64 = TENSORFLOW__DATA_TYPE__DT_UINT64,
+};
+
 struct tg_arena;
 struct tg_jval;
 
