@@ -25,16 +25,9 @@ static int log_fd = -1;
 static atomic_int enabled;
 static char *log_path; /* main thread */
 
-static int open_path(const char *path)
-{
-    if (strcmp(path, "-") == 0)
-        return dup(STDOUT_FILENO);
-    return open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
-}
-
 int tg_access_log_open(const char *path)
 {
-    int fd = open_path(path);
+    int fd = tg_log_file_open(path, STDOUT_FILENO);
     if (fd < 0)
         return -1;
     log_fd = fd;
@@ -61,29 +54,19 @@ int tg_access_log_switch(const char *path)
             return -1;
         return 0;
     }
-    int fd = open_path(path);
-    if (fd < 0)
+    if (tg_log_file_reopen(log_fd, path, STDOUT_FILENO) != 0)
         return -1;
-    int rv = dup2(fd, log_fd) < 0 ? -1 : 0;
-    close(fd);
-    if (rv == 0) {
-        free(log_path);
-        log_path = tg_xstrdup(path);
-        atomic_store(&enabled, 1);
-    }
-    return rv;
+    free(log_path);
+    log_path = tg_xstrdup(path);
+    atomic_store(&enabled, 1);
+    return 0;
 }
 
 int tg_access_log_reopen(void)
 {
     if (log_fd < 0 || strcmp(log_path, "-") == 0)
         return 0;
-    int fd = open_path(log_path);
-    if (fd < 0)
-        return -1;
-    int rv = dup2(fd, log_fd) < 0 ? -1 : 0; /* writers never see a closed descriptor */
-    close(fd);
-    return rv;
+    return tg_log_file_reopen(log_fd, log_path, STDOUT_FILENO);
 }
 
 void tg_access_log_close(void)

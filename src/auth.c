@@ -47,26 +47,13 @@ struct tg_auth {
     int audit_fd;           /* -1: no audit log; replaced in place (dup2) on reopen */
 };
 
-/* Opens the audit log: appends, so each record (one write) lands whole even with several
- * workers writing. Returns the fd, or -1. */
-static int open_audit(const char *path)
-{
-    if (strcmp(path, "-") == 0)
-        return dup(STDERR_FILENO);
-    return open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
-}
-
 void tg_auth_reopen_audit(struct tg_auth *a)
 {
     if (a == NULL || a->audit_fd < 0 || strcmp(a->cfg->audit_log, "-") == 0)
         return;
-    /* the new file takes the old descriptor's number: writers never see a closed one */
-    int fd = open_audit(a->cfg->audit_log);
-    if (fd < 0 || dup2(fd, a->audit_fd) < 0)
+    if (tg_log_file_reopen(a->audit_fd, a->cfg->audit_log, STDERR_FILENO) != 0)
         tg_log(TG_LOG_WARN, "auth", "audit_log %s: %s; still writing the old file",
                a->cfg->audit_log, strerror(errno));
-    if (fd >= 0)
-        close(fd);
 }
 
 /* ---- providers ---- */
@@ -87,7 +74,8 @@ struct tg_auth *tg_auth_new(const struct tg_auth_cfg *cfg, const struct tg_auth 
     struct tg_auth *a = tg_xcalloc(1, sizeof(*a));
     a->cfg = cfg;
     a->audit_fd = -1;
-    if (cfg->audit_log != NULL && (a->audit_fd = open_audit(cfg->audit_log)) < 0) {
+    if (cfg->audit_log != NULL &&
+        (a->audit_fd = tg_log_file_open(cfg->audit_log, STDERR_FILENO)) < 0) {
         snprintf(err, errlen, "audit_log %s: %s", cfg->audit_log, strerror(errno));
         tg_auth_free(a);
         return NULL;

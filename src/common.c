@@ -2,10 +2,12 @@
  * common.c - aborting allocators (see common.h).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "tfgate/common.h"
 
@@ -119,4 +121,23 @@ char *tg_read_file(const char *path, size_t max, size_t *len)
     buf[n] = '\0';
     *len = n;
     return buf;
+}
+
+int tg_log_file_open(const char *path, int std_fd)
+{
+    if (strcmp(path, "-") == 0)
+        return dup(std_fd);
+    return open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+}
+
+int tg_log_file_reopen(int fd, const char *path, int std_fd)
+{
+    int nfd = tg_log_file_open(path, std_fd);
+    if (nfd < 0)
+        return -1;
+    int rv = dup2(nfd, fd) < 0 ? -1 : 0;
+    int e = errno;
+    close(nfd);
+    errno = e;
+    return rv;
 }

@@ -26,6 +26,13 @@ char *tg_xstrndup(const char *s, size_t n);
  * or EFBIG when it is larger than |max| bytes (configuration and key files are small). */
 char *tg_read_file(const char *path, size_t max, size_t *len);
 
+/* A log file opened for appending (one write(2) per record lands whole with several writers),
+ * or a duplicate of |std_fd| for "-". Returns the descriptor, or -1 with errno. */
+int tg_log_file_open(const char *path, int std_fd);
+/* Opens |path| again in place of |fd| (dup2: writers never see a closed or reused
+ * descriptor): log rotation, or another path. Returns 0, or -1 with errno (|fd| unchanged). */
+int tg_log_file_reopen(int fd, const char *path, int std_fd);
+
 /* CLOCK_MONOTONIC in milliseconds, for threads without a loop clock. */
 uint64_t tg_mono_ms(void);
 
