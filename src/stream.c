@@ -363,11 +363,10 @@ int tg_stream_push(struct tg_stream *st, const uint8_t *data, size_t len)
     return 0;
 }
 
-void tg_stream_stream_end(struct tg_stream *st, int grpc_status, const char *message)
+/* grpc-status, and grpc-message (percent-encoded) when there is one. */
+static void add_grpc_status(struct tg_stream *st, int grpc_status, const char *message)
 {
     char code[16];
-    if (!st->streaming || st->stream_ended)
-        return;
     snprintf(code, sizeof(code), "%d", grpc_status);
     tg_stream_add_trailer(st, "grpc-status", code, strlen(code));
     if (message != NULL && message[0] != '\0') {
@@ -375,6 +374,13 @@ void tg_stream_stream_end(struct tg_stream *st, int grpc_status, const char *mes
         char *enc = tg_arena_alloc(&st->arena, 3 * mlen + 1, 1);
         tg_stream_add_trailer(st, "grpc-message", enc, tg_grpc_percent_encode(message, mlen, enc));
     }
+}
+
+void tg_stream_stream_end(struct tg_stream *st, int grpc_status, const char *message)
+{
+    if (!st->streaming || st->stream_ended)
+        return;
+    add_grpc_status(st, grpc_status, message);
     st->stream_ended = 1;
     account(st, 0);
     if (st->conn != NULL)
@@ -383,18 +389,9 @@ void tg_stream_stream_end(struct tg_stream *st, int grpc_status, const char *mes
 
 void tg_stream_respond_grpc_status(struct tg_stream *st, int grpc_status, const char *message)
 {
-    char code[16];
-    size_t mlen = message ? strlen(message) : 0;
-    char *enc = tg_arena_alloc(&st->arena, 3 * mlen + 1, 1);
-
     st->status = 200;
     tg_stream_add_resp_header(st, "content-type", "application/grpc", 16);
-    snprintf(code, sizeof(code), "%d", grpc_status);
-    tg_stream_add_trailer(st, "grpc-status", code, strlen(code));
-    if (mlen > 0) {
-        size_t n = tg_grpc_percent_encode(message, mlen, enc);
-        tg_stream_add_trailer(st, "grpc-message", enc, n);
-    }
+    add_grpc_status(st, grpc_status, message);
     st->trailers_only = 1;
     tg_stream_respond(st);
 }
