@@ -91,6 +91,12 @@ static void json_errors(void **state)
     const char *deep = "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]"
                        "]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]";
     assert_int_equal(tg_config_parse_json(deep, strlen(deep), "x.json", &c, err, sizeof(err)), -1);
+    /* a syntax error inside a secret does not quote it (the message is logged on reload) */
+    const char *secret = "{\"auth\": {\"providers\": [{\"keys\": [{\"k\": \"s3cr3t\n\"}]}]}}";
+    assert_int_equal(tg_config_parse_json(secret, strlen(secret), "s.json", &c, err, sizeof(err)),
+                     -1);
+    assert_null(strstr(err, "s3cr3t"));
+    assert_non_null(strstr(err, "s.json:1:"));
 }
 
 int main(void)
