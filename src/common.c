@@ -141,3 +141,11 @@ int tg_log_file_reopen(int fd, const char *path, int std_fd)
     errno = e;
     return rv;
 }
+
+char *tg_json_error_text(char *text)
+{
+    char *near = strstr(text, " near '");
+    if (near != NULL)
+        *near = '\0';
+    return text;
+}

@@ -1238,12 +1238,9 @@ int tg_config_parse_json(const char *text, size_t len, const char *origin, struc
     cfg->source = tg_xstrdup(origin);
     root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
     if (root == NULL) {
-        /* without jansson's "near '...'": the text there may be part of a secret (an inline
-         * key), and this message is logged; line and column say where */
-        char *near = strstr(jerr.text, " near '");
-        if (near != NULL)
-            *near = '\0';
-        snprintf(err, errlen, "%s:%d:%d: %s", origin, jerr.line, jerr.column, jerr.text);
+        /* line and column say where; the text leaves out the input it is near */
+        snprintf(err, errlen, "%s:%d:%d: %s", origin, jerr.line, jerr.column,
+                 tg_json_error_text(jerr.text));
         free_config(cfg);
         return -1;
     }

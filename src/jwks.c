@@ -52,7 +52,8 @@ static int add_keys(json_t *all, const char *text, size_t len, const char *origi
     json_error_t jerr;
     json_t *doc = json_loadb(text, len, 0, &jerr), *keys;
     if (doc == NULL) {
-        snprintf(err, errlen, "%s: not JSON (line %d: %s)", origin, jerr.line, jerr.text);
+        snprintf(err, errlen, "%s: not JSON (line %d: %s)", origin, jerr.line,
+                 tg_json_error_text(jerr.text));
         return -1;
     }
     keys = json_is_object(doc) ? json_object_get(doc, "keys") : NULL;

@@ -277,7 +277,8 @@ int tg_jwt_keyset_parse(const char *json, size_t len, uint32_t algs, struct tg_j
     char kerr[200];
 
     if (root == NULL)
-        return kfail(err, errlen, "not JSON (line %d: %s)", jerr.line, jerr.text);
+        return kfail(err, errlen, "not JSON (line %d: %s)", jerr.line,
+                     tg_json_error_text(jerr.text));
     if (json_is_object(root) && (keys = json_object_get(root, "keys")) != NULL) {
         if (!json_is_array(keys)) {
             kfail(err, errlen, "'keys' must be a list");

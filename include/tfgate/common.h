@@ -26,6 +26,11 @@ char *tg_xstrndup(const char *s, size_t n);
  * or EFBIG when it is larger than |max| bytes (configuration and key files are small). */
 char *tg_read_file(const char *path, size_t max, size_t *len);
 
+/* A JSON parser's error text (jansson's json_error_t.text) without its "near '...'" part,
+ * cut in place: that part quotes the input, which may be a secret (a key), and these messages
+ * are logged. Returns |text|. */
+char *tg_json_error_text(char *text);
+
 /* A log file opened for appending (one write(2) per record lands whole with several writers),
  * or a duplicate of |std_fd| for "-". Returns the descriptor, or -1 with errno. */
 int tg_log_file_open(const char *path, int std_fd);
